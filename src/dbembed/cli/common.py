@@ -1,0 +1,66 @@
+"""Shared CLI plumbing: the settings flags every command takes, JSON output, error mapping.
+
+Surfaces stay thin: a command parses flags, calls the library, prints, and maps
+``DbembedError`` subclasses to the exit codes documented in ``dbembed.errors``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from dbembed.errors import EXIT_FATAL, DbembedError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.", show_default=False)]
+DatabaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--database-url", help="PostgreSQL URL (default: embedded server). Env: DBEMBED_DATABASE_URL."),
+]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where the embedded server keeps its data.")]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Embedding model, e.g. local:all-MiniLM-L6-v2, bedrock:ID.")
+]
+CollectionOpt = Annotated[str | None, typer.Option("--collection", help="Collection name (default: from model).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False, indent=2) + "\n")
+
+
+def err(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+
+
+def handle_errors(fn: F) -> F:
+    """Map library errors to one clear line on stderr and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DbembedError as exc:
+            err(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err("interrupted")
+            raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:  # noqa: BLE001 - last resort: one line, fatal exit code
+            import os
+
+            if os.environ.get("DBEMBED_DEBUG"):
+                raise
+            err(f"{type(exc).__name__}: {exc} (set DBEMBED_DEBUG=1 for a traceback)")
+            raise typer.Exit(EXIT_FATAL) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,174 @@
+"""One typed settings object for every surface (CLI, API, library).
+
+Precedence, highest first: explicit overrides (CLI flags / keyword arguments),
+``DBEMBED_*`` environment variables, the TOML file, then the defaults below.
+The TOML file is ``--config PATH``, else ``$DBEMBED_CONFIG``, else
+``./dbembed.toml`` when it exists.  Loading settings has no side effects: it
+creates no directory and starts no server.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from dbembed.errors import ConfigError
+
+DEFAULT_MODEL = "local:all-MiniLM-L6-v2"
+
+
+class TableOverride(BaseModel):
+    """Per-table extraction rules from the config file (``[tables."Name"]``)."""
+
+    skip: bool = False
+    include_columns: list[str] | None = None
+    exclude_columns: list[str] = Field(default_factory=list)
+    # str.format-style template over column names, e.g. "{Title} by {Artist}".
+    template: str | None = None
+
+
+class Settings(BaseSettings):
+    """Everything dbembed can be told.  Field names double as env vars (``DBEMBED_<NAME>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="DBEMBED_", extra="ignore", validate_assignment=True)
+
+    # --- store -----------------------------------------------------------------
+    # Empty means: the embedded PostgreSQL server under data_dir/pgdata.
+    database_url: str | None = None
+    data_dir: Path | None = None  # default: platformdirs user data dir
+    collection: str | None = None  # default: derived from the model id
+    vector_type: str = "halfvec"  # "halfvec" or "vector"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 64
+    hnsw_ef_search: int = 100
+
+    # --- AWS / Aurora connection (issue 7) ---------------------------------------
+    db_secret_id: str | None = None  # Secrets Manager ARN or name with RDS credentials
+    db_iam_auth: bool = False
+    db_sslmode: str | None = None
+    db_sslrootcert: Path | None = None
+    db_connect_timeout_s: float = 10.0
+    db_resume_wait_s: float = 180.0  # how long to retry while Aurora resumes from auto-pause
+    aws_region: str | None = None
+    aws_profile: str | None = None
+
+    # --- discovery ---------------------------------------------------------------
+    include: list[str] = Field(default_factory=lambda: ["*.db", "*.sqlite", "*.sqlite3"])
+    exclude: list[str] = Field(default_factory=list)
+    settle_s: float = 60.0
+    verify: bool = False  # confirm unchanged size/mtime with a content hash
+
+    # --- reading -----------------------------------------------------------------
+    include_views: bool = False
+    busy_timeout_ms: int = 5000
+    page_size: int = 2000
+    tables: dict[str, TableOverride] = Field(default_factory=dict)
+
+    # --- text --------------------------------------------------------------------
+    chunk_overlap: int = 32  # tokens shared by consecutive chunks of one row
+    max_chunk_tokens: int | None = None  # default: the model's own limit
+
+    # --- embedding ---------------------------------------------------------------
+    model: str = DEFAULT_MODEL
+    dimensions: int | None = None  # for models that can shorten (Titan v2, OpenAI v3)
+    batch_size: int | None = None  # default: the provider's own
+    device: str | None = None  # "cpu", "cuda", ... (default: auto)
+    concurrency: int = 4  # in-flight requests for remote providers
+    max_retries: int = 8
+    request_timeout_s: float = 60.0
+    bedrock_endpoint_url: str | None = None
+    openai_base_url: str | None = None
+    openai_api_key_env: str = "OPENAI_API_KEY"
+    query_prefix: str | None = None
+    document_prefix: str | None = None
+
+    # --- run ---------------------------------------------------------------------
+    workers: int = 1
+    lease_s: float = 60.0
+    sidecar: bool = True
+    keep_missing: bool = False  # keep chunks of vanished files (status "missing") instead of deleting
+
+    # --- API / chat (issue 6) ----------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_k: int = 100
+    max_page_size: int = 200
+
+    @field_validator("vector_type")
+    @classmethod
+    def _check_vector_type(cls, v: str) -> str:
+        if v not in ("halfvec", "vector"):
+            raise ValueError("vector_type must be 'halfvec' or 'vector'")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init (flags) > env > TOML (passed in through init by load_settings, see below).
+        return (init_settings, env_settings)
+
+    # ------------------------------------------------------------------------------
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir is not None:
+            return Path(self.data_dir).expanduser()
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir("dbembed"))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    # Allow an optional [dbembed] table so the file can be shared with other tools.
+    if isinstance(data.get("dbembed"), dict):
+        data = {**{k: v for k, v in data.items() if k != "dbembed"}, **data["dbembed"]}
+    return data
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build settings: overrides (flags) > DBEMBED_* env > TOML file > defaults.
+
+    ``None`` overrides are ignored so that an unset CLI flag never hides an env var.
+    """
+    path: Path | None = Path(config_file) if config_file else None
+    if path is None and os.environ.get("DBEMBED_CONFIG"):
+        path = Path(os.environ["DBEMBED_CONFIG"])
+    if path is None and Path("dbembed.toml").is_file():
+        path = Path("dbembed.toml")
+    file_values = _read_toml(path) if path is not None else {}
+
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        # Env beats file: build env+defaults first, then lay the file under the env values.
+        env_only = Settings()
+        env_set = {f for f in Settings.model_fields if f"DBEMBED_{f.upper()}" in os.environ}
+        merged: dict[str, Any] = {}
+        for key, value in file_values.items():
+            if key not in Settings.model_fields:
+                raise ConfigError(f"unknown setting {key!r} in {path}")
+            merged[key] = value
+        for key in env_set:
+            merged[key] = getattr(env_only, key)
+        merged.update(flags)
+        return Settings(**merged)
+    except ConfigError:
+        raise
+    except Exception as exc:  # pydantic ValidationError and friends
+        where = f" (config file {path})" if path else ""
+        raise ConfigError(f"invalid settings{where}: {exc}") from exc

@@ -1,0 +1,157 @@
+"""The one small interface every embedding provider implements.
+
+A provider says what it is (model id, dimensions, input limits, batch limits)
+and turns texts into L2-normalized float32 vectors.  The base class does the
+batching (length-sorted, bounded by count and by tokens), normalisation and
+usage accounting, so a concrete provider only implements ``_embed_batch``.
+This mirrors ``llm``'s EmbeddingModel and pgai's embedders.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+InputType = Literal["document", "query"]
+
+
+class Tokenizer(Protocol):
+    """What the chunker needs from a tokenizer: token spans in the original string."""
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) character offsets of each token, without special tokens."""
+        ...
+
+    def count(self, text: str) -> int: ...
+
+
+@dataclass
+class Usage:
+    """Counters for one provider over one run; stored with the run, shown by ``status``."""
+
+    texts: int = 0
+    tokens: int = 0
+    chars: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttles: int = 0
+    failures: int = 0
+    cost_usd: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: float) -> None:
+        with self._lock:
+            for key, value in counts.items():
+                setattr(self, key, getattr(self, key) + value)
+
+    def as_dict(self) -> dict[str, float]:
+        d = asdict(self)
+        d.pop("_lock", None)
+        return d
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim == 1:
+        vectors = vectors[None, :]
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return vectors / norms
+
+
+class EmbeddingProvider(ABC):
+    """Base class for providers.
+
+    Subclasses set the attributes below in ``__init__`` and implement ``_embed_batch``.
+    ``model_id`` is the canonical id recorded with every collection (e.g.
+    ``local:all-MiniLM-L6-v2``, ``bedrock:cohere.embed-multilingual-v3``); two
+    providers with the same ``model_id`` and ``dimensions`` produce the same vector space.
+    """
+
+    model_id: str
+    dimensions: int
+    max_tokens: int  # longest input, in the provider's tokens, that is embedded without truncation
+    max_chars: int | None = None  # some APIs limit characters as well (Titan, Cohere)
+    batch_size: int = 64  # texts per _embed_batch call
+    max_batch_tokens: int | None = None  # optional token budget per batch
+    price_per_1k_tokens: float | None = None  # USD, for cost estimates; None = free/unknown
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+
+    # -- to implement ---------------------------------------------------------------
+    @abstractmethod
+    def _embed_batch(self, texts: list[str], input_type: InputType) -> np.ndarray:
+        """Embed one batch (len <= batch_size).  Return shape (len(texts), dimensions)."""
+
+    @abstractmethod
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer used to size chunks (the model's own, or a conservative estimate)."""
+
+    # -- provided -------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return self.tokenizer().count(text)
+
+    def estimate_cost(self, tokens: int) -> float | None:
+        if self.price_per_1k_tokens is None:
+            return None
+        return tokens / 1000.0 * self.price_per_1k_tokens
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed many texts; returns float32 (n, dimensions), L2-normalized, in input order."""
+        return self._embed_many(list(texts), "document")
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one search query; returns float32 (dimensions,), L2-normalized."""
+        return self._embed_many([text], "query")[0]
+
+    def _batches(self, order: list[int], texts: list[str]) -> list[list[int]]:
+        batches: list[list[int]] = []
+        current: list[int] = []
+        budget = 0
+        for i in order:
+            cost = len(texts[i]) // 3 + 1 if self.max_batch_tokens else 0
+            if current and (
+                len(current) >= self.batch_size
+                or (self.max_batch_tokens is not None and budget + cost > self.max_batch_tokens)
+            ):
+                batches.append(current)
+                current, budget = [], 0
+            current.append(i)
+            budget += cost
+        if current:
+            batches.append(current)
+        return batches
+
+    def _embed_many(self, texts: list[str], input_type: InputType) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        if not texts:
+            return out
+        # Sort by length so each batch pads to similar lengths (large win for transformers).
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for batch in self._batches(order, texts):
+            vectors = self._embed_batch([texts[i] for i in batch], input_type)
+            vectors = np.asarray(vectors, dtype=np.float32)
+            if vectors.shape != (len(batch), self.dimensions):
+                raise ValueError(
+                    f"{self.model_id} returned shape {vectors.shape}, expected ({len(batch)}, {self.dimensions})"
+                )
+            out[batch] = l2_normalize(vectors)
+        return out
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients, thread pools or models."""
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "model": self.model_id,
+            "dimensions": self.dimensions,
+            "max_tokens": self.max_tokens,
+            "max_chars": self.max_chars,
+            "batch_size": self.batch_size,
+        }

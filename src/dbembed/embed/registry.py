@@ -1,0 +1,68 @@
+"""Turn a model spec (``--model``) into a provider.
+
+Specs: ``local:all-MiniLM-L6-v2`` (bundled, the default), ``local:/path/to/model``,
+``local:minilm-static`` (model2vec distilled from the bundled model),
+``bedrock:<model-id>``, ``openai:<model>``.  A spec without a scheme is treated
+as ``local:``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dbembed.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dbembed.config import Settings
+    from dbembed.embed.base import EmbeddingProvider
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    scheme, sep, rest = spec.partition(":")
+    if not sep or scheme not in {"local", "bedrock", "openai"}:
+        return "local", spec
+    return scheme, rest
+
+
+def get_provider(settings: Settings, spec: str | None = None) -> EmbeddingProvider:
+    """Build the provider for ``spec`` (default: ``settings.model``)."""
+    scheme, name = split_spec(spec or settings.model)
+    if scheme == "local":
+        if name in ("", "all-MiniLM-L6-v2", "all-minilm-l6-v2", "minilm"):
+            from dbembed.embed.local import SentenceTransformerProvider
+
+            return SentenceTransformerProvider(
+                None,
+                device=settings.device,
+                batch_size=settings.batch_size,
+                query_prefix=settings.query_prefix,
+                document_prefix=settings.document_prefix,
+            )
+        if name in ("minilm-static", "all-MiniLM-L6-v2-static"):
+            try:
+                from dbembed.embed.static import StaticModelProvider  # type: ignore[import-not-found]
+            except ImportError as exc:
+                raise ConfigError(f"model {spec!r} needs the static provider: {exc}") from exc
+            return StaticModelProvider(settings)
+        from dbembed.embed.local import SentenceTransformerProvider
+
+        return SentenceTransformerProvider(
+            name,
+            device=settings.device,
+            batch_size=settings.batch_size,
+            query_prefix=settings.query_prefix,
+            document_prefix=settings.document_prefix,
+        )
+    if scheme == "bedrock":
+        try:
+            from dbembed.embed.bedrock import make_bedrock_provider  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise ConfigError(f"Bedrock provider unavailable ({exc}); pip install 'dbembed[aws]'") from exc
+        return make_bedrock_provider(name, settings)
+    if scheme == "openai":
+        try:
+            from dbembed.embed.openai import OpenAIProvider  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise ConfigError(f"OpenAI provider unavailable ({exc})") from exc
+        return OpenAIProvider(name, settings)
+    raise ConfigError(f"unknown model spec {spec!r}")  # pragma: no cover

