@@ -106,6 +106,16 @@ class EmbeddingProvider(ABC):
         """Embed many texts; returns float32 (n, dimensions), L2-normalized, in input order."""
         return self._embed_many(list(texts), "document")
 
+    def embed_documents_partial(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[int, str]]:
+        """Like ``embed_documents``, but a text the provider rejects fails alone.
+
+        Returns ``(vectors, failures)`` where ``failures`` maps input index -> one-line
+        reason; the rows of failed indices are zeros and must not be stored.  Transient
+        failures that outlast the retries raise ``EmbeddingError`` instead (the caller
+        fails the affected files so that the next run resumes them).
+        """
+        return self.embed_documents(texts), {}
+
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one search query; returns float32 (dimensions,), L2-normalized."""
         return self._embed_many([text], "query")[0]
