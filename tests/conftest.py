@@ -15,6 +15,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest keeps only the newest few pytest-of-<user>/pytest-N folders and deletes older ones when a
+    # session starts: a second, concurrent session would delete this one's live pgdata.  A private
+    # basetemp per session avoids that.
+    if not config.option.basetemp:
+        import tempfile
+
+        config.option.basetemp = tempfile.mkdtemp(prefix="dbembed-pytest-")
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     warnings.simplefilter("ignore")

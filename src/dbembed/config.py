@@ -62,11 +62,17 @@ class Settings(BaseSettings):
     exclude: list[str] = Field(default_factory=list)
     settle_s: float = 60.0
     verify: bool = False  # confirm unchanged size/mtime with a content hash
+    s3_endpoint_url: str | None = None  # S3-compatible endpoint (MinIO, moto); default: AWS
+    s3_cache_bytes: int = 20 * 1024**3  # local cache of downloaded S3 objects (LRU), in bytes
+    s3_metadata: bool = False  # also write each file's metadata JSON next to its S3 object
 
     # --- reading -----------------------------------------------------------------
     include_views: bool = False
     busy_timeout_ms: int = 5000
     page_size: int = 2000
+    snapshot_dir: Path | None = (
+        None  # where private snapshots of WAL/changing files go (default: system temp)
+    )
     tables: dict[str, TableOverride] = Field(default_factory=dict)
 
     # --- text --------------------------------------------------------------------
@@ -81,6 +87,8 @@ class Settings(BaseSettings):
     concurrency: int = 4  # in-flight requests for remote providers
     max_retries: int = 8
     request_timeout_s: float = 60.0
+    retry_backoff_s: float = 0.5  # first retry delay for remote providers (doubles, with jitter)
+    retry_backoff_max_s: float = 30.0  # cap on one retry delay (a server's Retry-After may ask for more)
     bedrock_endpoint_url: str | None = None
     openai_base_url: str | None = None
     openai_api_key_env: str = "OPENAI_API_KEY"
@@ -89,21 +97,47 @@ class Settings(BaseSettings):
 
     # --- run ---------------------------------------------------------------------
     workers: int = 1
+    embed_cache: bool = True  # reuse stored vectors of identical texts (off only to measure its effect)
     lease_s: float = 60.0
     sidecar: bool = True
     keep_missing: bool = False  # keep chunks of vanished files (status "missing") instead of deleting
+
+    # --- monitoring (issue 7) ------------------------------------------------------
+    log_format: str = "text"  # "text" (human) or "json" (one object per line, for CloudWatch Logs)
+    log_level: str | None = None  # default: INFO for json logs, WARNING for text
+    emf: bool = False  # print CloudWatch Embedded Metric Format lines for each run
+    metrics_namespace: str = "dbembed"  # CloudWatch namespace of the EMF metrics
+    metrics_file: Path | None = None  # Prometheus textfile (node_exporter textfile collector)
 
     # --- API / chat (issue 6) ----------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000
     max_k: int = 100
     max_page_size: int = 200
+    max_request_bytes: int = 1_000_000  # larger request bodies get HTTP 413
+    max_text_chars: int = 100_000  # longest user input / bot response / query accepted
+    chat_tables: dict[str, str] = Field(
+        default_factory=dict
+    )  # map onto existing doc-003 tables (docs/chat.md)
+    chat_sync_batch: int = 256  # turns per committed sync batch
+    chat_summarizer: str | None = None  # None: memory = turn text; "openai:MODEL" or "bedrock:MODEL-ID"
+    chat_summarizer_base_url: str | None = None  # OpenAI-compatible base URL (default: openai_base_url)
+    chat_summarizer_api_key_env: str = "OPENAI_API_KEY"  # env var holding the summarizer's API key
+    chat_summary_max_chars: int = 20_000  # transcript characters sent to the summarizer per chat
+    api_db_pool_size: int = 4  # PostgreSQL connections held by one API process
 
     @field_validator("vector_type")
     @classmethod
     def _check_vector_type(cls, v: str) -> str:
         if v not in ("halfvec", "vector"):
             raise ValueError("vector_type must be 'halfvec' or 'vector'")
+        return v
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, v: str) -> str:
+        if v not in ("text", "json"):
+            raise ValueError("log_format must be 'text' or 'json'")
         return v
 
     @classmethod

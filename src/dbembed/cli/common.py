@@ -19,16 +19,25 @@ from dbembed.errors import EXIT_FATAL, DbembedError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.", show_default=False)]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file.", show_default=False)
+]
 DatabaseUrlOpt = Annotated[
     str | None,
-    typer.Option("--database-url", help="PostgreSQL URL (default: embedded server). Env: DBEMBED_DATABASE_URL."),
+    typer.Option(
+        "--database-url", help="PostgreSQL URL (default: embedded server). Env: DBEMBED_DATABASE_URL."
+    ),
 ]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where the embedded server keeps its data.")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where the embedded server keeps its data.")
+]
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="Embedding model, e.g. local:all-MiniLM-L6-v2, bedrock:ID.")
+    str | None,
+    typer.Option("--model", "-m", help="Embedding model, e.g. local:all-MiniLM-L6-v2, bedrock:ID."),
 ]
-CollectionOpt = Annotated[str | None, typer.Option("--collection", help="Collection name (default: from model).")]
+CollectionOpt = Annotated[
+    str | None, typer.Option("--collection", help="Collection name (default: from model).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 

@@ -1,0 +1,59 @@
+"""Find the SQLite files to index: local folders (``local``) and S3 prefixes (``s3``, optional).
+
+S3 support lives in ``dbembed.discover.s3`` and is imported only when an
+``s3://`` root is given, so boto3 stays an optional dependency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dbembed.discover.local import FoundFile, discover_local, file_hash
+from dbembed.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from dbembed.config import Settings
+
+__all__ = ["FoundFile", "discover", "file_hash", "materialize"]
+
+
+def _s3() -> Any:
+    try:
+        from dbembed.discover import s3
+    except ImportError as exc:
+        raise ConfigError(f"S3 sources need the aws extra (pip install 'dbembed[aws]'): {exc}") from exc
+    return s3
+
+
+def discover(roots: Sequence[str | Path], settings: Settings) -> Iterator[FoundFile]:
+    """Every candidate file under ``roots``, in order, each root walked lazily.
+
+    Roots are checked up front, so a typo fails (``UsageError``/``ConfigError``)
+    before anything is indexed rather than after the other roots were walked.
+    """
+    s3 = _s3() if any(str(r).startswith("s3://") for r in roots) else None
+    for root in roots:
+        if not str(root).startswith("s3://") and not Path(root).expanduser().exists():
+            raise UsageError(f"source root does not exist: {root}")
+    return _walk(roots, settings, s3)
+
+
+def _walk(roots: Sequence[str | Path], settings: Settings, s3: Any) -> Iterator[FoundFile]:
+    for root in roots:
+        if str(root).startswith("s3://"):
+            yield from s3.discover_s3(str(root), settings)
+        else:
+            yield from discover_local(root, settings)
+
+
+@contextlib.contextmanager
+def materialize(found: FoundFile, settings: Settings) -> Iterator[Path]:
+    """A local path to read ``found`` from: the file itself, or a downloaded copy of an S3 object."""
+    if found.path.startswith("s3://"):
+        with _s3().fetch(found, settings) as path:
+            yield Path(path)
+    else:
+        yield Path(found.path)

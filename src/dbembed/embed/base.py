@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal, Protocol
 
 import numpy as np
@@ -50,9 +50,9 @@ class Usage:
                 setattr(self, key, getattr(self, key) + value)
 
     def as_dict(self) -> dict[str, float]:
-        d = asdict(self)
-        d.pop("_lock", None)
-        return d
+        # Not dataclasses.asdict: it deep-copies every field, and a Lock cannot be copied.
+        with self._lock:
+            return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

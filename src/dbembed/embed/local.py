@@ -1,7 +1,13 @@
 """Local sentence-transformers provider (default: the bundled all-MiniLM-L6-v2).
 
 torch and sentence-transformers are imported lazily, on first use, so that
-``import dbembed`` and commands that never embed stay fast.
+``import dbembed`` and commands that never embed stay fast.  The device is chosen
+automatically (CUDA in fp16 when present, else Apple MPS, else CPU with as many
+threads as this process may really use: CPU affinity and the cgroup quota, not the
+host's core count, so a container does not oversubscribe).  Models that expect
+query/document prefixes (e5's ``query: ``/``passage: ``, nomic, bge-en) get them from
+the model's ``config_sentence_transformers.json`` prompts, from the model name, or
+from ``settings.query_prefix``/``document_prefix``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ class HFTokenizer:
 
     def __init__(self, hf_tokenizer: Any) -> None:
         self._tok = hf_tokenizer
+        # WordPiece tokens each cover >= 1 character, so the chunker may skip tokenizing
+        # texts no longer than max_tokens characters (see dbembed.text.chunk).
+        self.chars_bound_tokens: bool = _is_wordpiece(hf_tokenizer)
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         enc = self._tok(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
@@ -35,6 +44,26 @@ class HFTokenizer:
 
     def count(self, text: str) -> int:
         return len(self._tok(text, add_special_tokens=False, truncation=False)["input_ids"])
+
+
+def cpu_threads() -> int:
+    """CPU threads this process can actually use (affinity and cgroup v2 quota)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - macOS/Windows
+        n = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(-(-int(quota) // int(period)))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def _is_wordpiece(hf_tokenizer: Any) -> bool:
+    model = getattr(getattr(hf_tokenizer, "backend_tokenizer", None), "model", None)
+    return type(model).__name__ == "WordPiece"
 
 
 def default_device() -> str:
@@ -80,30 +109,36 @@ class SentenceTransformerProvider(EmbeddingProvider):
         self.query_prefix = query_prefix if query_prefix is not None else prefixes[0]
         self.document_prefix = document_prefix if document_prefix is not None else prefixes[1]
         self.batch_size = batch_size or (256 if self.device == "cuda" else 64)
+        if self.document_prefix:  # the prefix shares the model's window with the chunk
+            self.max_tokens -= self._tokenizer.count(self.document_prefix)
 
     def _load(self) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
         if self.device == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
-            torch.set_num_threads(max(1, os.cpu_count() or 1))
+            torch.set_num_threads(cpu_threads())
         model = SentenceTransformer(str(self.path), device=self.device)
         if self.device == "cuda":
             model = model.half()
         self._model = model
         dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dimensions = int(dim_fn())
-        self.max_tokens = int(model.max_seq_length or 256)
+        # max_seq_length counts [CLS]/[SEP]; max_tokens is what the chunker may put in a chunk.
+        specials = int(
+            getattr(model.tokenizer, "num_special_tokens_to_add", lambda pair=False: 2)(pair=False)
+        )
+        self.max_tokens = int(model.max_seq_length or 256) - specials
         self._tokenizer = HFTokenizer(model.tokenizer)
 
     def tokenizer(self) -> Tokenizer:
         return self._tokenizer
 
     def _embed_batch(self, texts: list[str], input_type: InputType) -> np.ndarray:
+        self.usage.add(texts=len(texts), chars=sum(len(t) for t in texts), requests=1)
         prefix = self.query_prefix if input_type == "query" else self.document_prefix
         if prefix:
             texts = [prefix + t for t in texts]
-        self.usage.add(texts=len(texts), chars=sum(len(t) for t in texts), requests=1)
         vectors = self._model.encode(
             texts,
             batch_size=len(texts),
@@ -117,6 +152,7 @@ class SentenceTransformerProvider(EmbeddingProvider):
 def _known_prefixes(path: Path) -> tuple[str, str]:
     """Query/document prefixes for model families that need them (e5: 'query: '/'passage: ')."""
     import json
+    import re
 
     cfg = path / "config_sentence_transformers.json"
     if cfg.is_file():
@@ -126,7 +162,17 @@ def _known_prefixes(path: Path) -> tuple[str, str]:
                 return prompts.get("query", ""), prompts.get("document", prompts.get("passage", ""))
         except (OSError, ValueError):
             pass
-    name = path.name.lower()
-    if "e5" in name:
+    # Fall back to the model family, from the whole path (HF cache dirs end in a commit hash).
+    name = str(path).lower().replace("\\", "/")
+    if re.search(r"(^|[-_/])e5([-_/]|$)", name):
+        if "instruct" in name:
+            return (
+                "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery: ",
+                "",
+            )
         return "query: ", "passage: "
+    if "nomic-embed" in name:
+        return "search_query: ", "search_document: "
+    if re.search(r"bge-(small|base|large)-en", name):
+        return "Represent this sentence for searching relevant passages: ", ""
     return "", ""

@@ -40,7 +40,7 @@ def get_provider(settings: Settings, spec: str | None = None) -> EmbeddingProvid
             )
         if name in ("minilm-static", "all-MiniLM-L6-v2-static"):
             try:
-                from dbembed.embed.static import StaticModelProvider  # type: ignore[import-not-found]
+                from dbembed.embed.static import StaticModelProvider
             except ImportError as exc:
                 raise ConfigError(f"model {spec!r} needs the static provider: {exc}") from exc
             return StaticModelProvider(settings)
@@ -55,13 +55,13 @@ def get_provider(settings: Settings, spec: str | None = None) -> EmbeddingProvid
         )
     if scheme == "bedrock":
         try:
-            from dbembed.embed.bedrock import make_bedrock_provider  # type: ignore[import-not-found]
+            from dbembed.embed.bedrock import make_bedrock_provider
         except ImportError as exc:
             raise ConfigError(f"Bedrock provider unavailable ({exc}); pip install 'dbembed[aws]'") from exc
         return make_bedrock_provider(name, settings)
     if scheme == "openai":
         try:
-            from dbembed.embed.openai import OpenAIProvider  # type: ignore[import-not-found]
+            from dbembed.embed.openai import OpenAIProvider
         except ImportError as exc:
             raise ConfigError(f"OpenAI provider unavailable ({exc})") from exc
         return OpenAIProvider(name, settings)

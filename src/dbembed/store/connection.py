@@ -75,7 +75,9 @@ def _connect_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def connect(settings: Settings, *, autocommit: bool = True, register_vector: bool = True) -> psycopg.Connection:
+def connect(
+    settings: Settings, *, autocommit: bool = True, register_vector: bool = True
+) -> psycopg.Connection:
     """Open a connection, with pgvector types registered (after migrations created the extension)."""
     import psycopg
 

@@ -101,9 +101,7 @@ def migrate(conn: psycopg.Connection) -> list[int]:
 
 
 def current_version(conn: psycopg.Connection) -> int:
-    row = conn.execute(
-        "SELECT to_regclass('dbembed.schema_migrations') IS NOT NULL"
-    ).fetchone()
+    row = conn.execute("SELECT to_regclass('dbembed.schema_migrations') IS NOT NULL").fetchone()
     if not row or not row[0]:
         return 0
     got = conn.execute(f"SELECT coalesce(max(version), 0) FROM {SCHEMA}.schema_migrations").fetchone()

@@ -1,0 +1,129 @@
+"""dbembed itself, through its CLI (``dbembed run ... --json``) and library search.
+
+Each figure here is measured on a fresh database unless it is about reruns.  Times are
+the run's own ``seconds`` (discover -> read -> embed -> store -> HNSW, model load
+excluded, as for the competitors) with the process wall time reported alongside.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import PgServer, Results, Unavailable, copy_tree, dbembed_run
+from benchmarks.docs import sqlite_files
+from dbembed.generate import generate
+
+
+def first_run(res: Results, root: Path, pg: PgServer) -> tuple[str, dict[str, Any]]:
+    url = pg.new_database("dbe")
+    s = dbembed_run(root, url)
+    docs_s = s["chunks"] / s["seconds"] if s["seconds"] else None
+    res.add(
+        "throughput", "dbembed run (end to end)", docs_s, "docs/s",
+        f"{s['chunks']} chunks, {s['rows']} rows in {s['seconds']:.1f}s (process wall {s['_wall_s']:.1f}s)",
+    )  # fmt: skip
+    res.facts["dbembed_first"] = s
+    return url, s
+
+
+def rerun_and_change(res: Results, root: Path, url: str, first: dict[str, Any], change_share: float) -> None:
+    again = dbembed_run(root, url)
+    res.add("incremental", "rerun, nothing changed", again["seconds"], "s", f"wall {again['_wall_s']:.1f}s")
+    res.ratio("rerun / first run (time)", again["seconds"] / first["seconds"], 0.01, "<=")
+    # Change ~1% of all rows (text edits spread over the files), then rerun.
+    files = sqlite_files(root)
+    target = max(1, int(first["rows"] * change_share))
+    changed = 0
+    for path in files:
+        if changed >= target:
+            break
+        conn = sqlite3.connect(path)
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            cols = [
+                c[1] for c in conn.execute(f'PRAGMA table_info("{table}")') if c[2] == "TEXT" and not c[5]
+            ]
+            if not cols or changed >= target:
+                continue
+            n = min(target - changed, 50)
+            cur = conn.execute(
+                f'UPDATE "{table}" SET "{cols[-1]}" = "{cols[-1]}" || \' (edited)\' '
+                f'WHERE rowid IN (SELECT rowid FROM "{table}" ORDER BY rowid LIMIT {n})'
+            )
+            changed += cur.rowcount
+        conn.commit()
+        conn.close()
+    after = dbembed_run(root, url)
+    res.add(
+        "incremental", f"rerun after changing {changed} rows ({changed / first['rows']:.1%})", after["seconds"], "s",
+        f"{after['texts_embedded']} texts embedded, {after['texts_reused']} reused",
+    )  # fmt: skip
+    res.ratio("change-1% rerun / first run (time)", after["seconds"] / first["seconds"], 0.1, "<=")
+
+
+def dup_heavy(res: Results, work: Path, pg: PgServer, files: int, rows: int) -> None:
+    root = work / "dup-heavy"
+    generate(root, files=files, rows=rows, seed=5, dup_share=0.8, wal_share=0.0)
+    on = dbembed_run(copy_tree(root, work / "dup-on"), pg.new_database("dupon"))
+    off = dbembed_run(copy_tree(root, work / "dup-off"), pg.new_database("dupoff"), "--no-cache")
+    res.add("duplicates", "cache on (dup-share 0.8)", on["seconds"], "s", f"{on['texts_embedded']} embedded")
+    res.add("duplicates", "cache off (--no-cache)", off["seconds"], "s", f"{off['texts_embedded']} embedded")
+    res.ratio("duplicate-heavy: cache off / cache on (time)", off["seconds"] / on["seconds"], 2.0, ">=")
+
+
+def worker_scaling(res: Results, root: Path, work: Path, pg: PgServer, counts: tuple[int, ...]) -> None:
+    base = None
+    for n in counts:
+        s = dbembed_run(copy_tree(root, work / f"workers-{n}"), pg.new_database(f"w{n}"), "--workers", str(n))
+        rate = s["chunks"] / s["seconds"]
+        base = base or rate
+        res.add(
+            "workers",
+            f"--workers {n}",
+            rate,
+            "docs/s",
+            f"{rate / base:.2f}x vs 1 worker, {s['seconds']:.1f}s",
+        )
+
+
+def planted_hit_rate(res: Results, url: str, planted: Path, root: Path) -> None:
+    try:
+        from dbembed import api_lib
+    except ImportError as exc:
+        raise Unavailable(f"dbembed.api_lib not importable: {exc}") from exc
+    pairs = json.loads(planted.read_text(encoding="utf-8"))
+    hits, rr = 0, 0.0
+    for pair in pairs:
+        want = (str((root / pair["file"]).resolve()), pair["table"], pair["row_key"])
+        found = api_lib.search(pair["query"], k=10, database_url=url)
+        for rank, h in enumerate(found, 1):
+            if (str(Path(h.path).resolve()), h.table, h.row_key) == want:
+                hits += 1
+                rr += 1 / rank
+                break
+    res.add("search quality", "planted hit rate @10", hits / len(pairs), "", f"{hits}/{len(pairs)} queries")
+    res.add("search quality", "planted MRR@10", rr / len(pairs), "")
+
+
+def peak_memory(res: Results, work: Path, pg: PgServer, sizes_gb: tuple[float, ...]) -> None:
+    """Peak RSS of ``dbembed run`` (process tree) on one big file per size: it should stay flat."""
+    peaks = []
+    for gb in sizes_gb:
+        root = work / f"big-{gb:g}"
+        # Mostly-repeated messages with a blob per row: the file is big, the distinct text
+        # small, so the run measures reading/storing memory rather than embedding time.
+        rep = generate(root, files=0, big_gb=gb, big_row_kb=16, big_dup_share=0.97, seed=9)
+        s = dbembed_run(root, pg.new_database("mem"), poll_rss=True)
+        peaks.append(s["_peak_rss_mb"])
+        res.add(
+            "memory", f"peak RSS, one {rep.bytes / 1e6:,.0f} MB file ({s['rows']:,} rows)", s["_peak_rss_mb"], "MB",
+            f"run {s['seconds']:.1f}s",
+        )  # fmt: skip
+    if len(peaks) == 2 and peaks[0]:
+        res.ratio(
+            f"peak RSS {sizes_gb[1]:g} GB file / {sizes_gb[0]:g} GB file", peaks[1] / peaks[0], 1.25, "<=",
+            f"{peaks[0]:.0f} MB -> {peaks[1]:.0f} MB for {sizes_gb[1] / sizes_gb[0]:.0f}x the data",
+        )  # fmt: skip

@@ -1,0 +1,171 @@
+"""One command for every benchmark: ``python -m benchmarks.run [--long] [--only SECTION ...]``.
+
+Generates the data (``dbembed.generate``), runs each section side by side on this machine,
+prints the ratios table and writes ``benchmarks/results/<date>-<machine>.md``.  A section
+that cannot run (tool missing, offline, dbembed pipeline not landed yet) is reported as
+"not available" with its reason; nothing is filled in by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks import bench_competitors as comp
+from benchmarks import bench_dbembed as dbe
+from benchmarks import bench_search
+from benchmarks.common import REPO, PgServer, Results, Unavailable, machine_name
+from benchmarks.docs import row_documents, sqlite_files
+from benchmarks.report import render_markdown, render_table
+
+SECTIONS = (
+    "model",
+    "langchain",
+    "llm",
+    "dbembed",
+    "incremental",
+    "duplicates",
+    "workers",
+    "search",
+    "memory",
+)
+DEFAULT_COMPETITOR_PYTHON = "/tmp/venv-bench/bin/python"
+
+
+def _guard(res: Results, section: str, fn: Callable[[], object]) -> object:
+    """Run one section; failures become a "not available" line with the reason."""
+    print(f"== {section}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        return fn()
+    except Unavailable as exc:
+        res.skip(section, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a benchmark section must not sink the others
+        res.skip(section, f"{type(exc).__name__}: {exc}")
+        if os.environ.get("BENCH_DEBUG"):
+            traceback.print_exc()
+    finally:
+        print(f"   ({time.perf_counter() - t0:.1f}s)", flush=True)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--long", action="store_true", help="Bigger data, 1M-vector search, 1 GB memory test.")
+    ap.add_argument("--only", nargs="*", choices=SECTIONS, help="Run only these sections.")
+    ap.add_argument(
+        "--competitor-python",
+        default=os.environ.get("BENCH_COMPETITOR_PYTHON", DEFAULT_COMPETITOR_PYTHON),
+        help="Python of the venv with langchain-postgres and llm (see README).",
+    )
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    ap.add_argument("--keep", action="store_true", help="Keep the scratch directory.")
+    args = ap.parse_args(argv)
+    want = set(args.only or SECTIONS)
+    long = args.long
+    files, rows = (8, 1500) if long else (4, 400)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    work = Path(tempfile.mkdtemp(prefix="dbembed-bench-"))
+    res = Results()
+    started = time.perf_counter()
+    res.facts.update(
+        mode="long" if long else "default", python=sys.version.split()[0], cpus=os.cpu_count(),
+        machine=platform.platform(), data=f"{files} files x {rows} rows, dup-share 0, ja-share 0.3",
+    )  # fmt: skip
+    print(f"scratch: {work}", flush=True)
+    pg = PgServer(work)
+    try:
+        from dbembed.generate import generate
+
+        root = work / "data"
+        planted = work / "planted.json"
+        generate(root, files=files, rows=rows, seed=1, dup_share=0.0, wal_share=0.25, planted=planted)
+        docs, builder = row_documents(sqlite_files(root))
+        res.facts["documents"] = f"{len(docs)} documents ({builder})"
+        print(f"data: {files} files, {len(docs)} documents ({builder})", flush=True)
+
+        vecs = None
+        if want & {"model", "langchain", "search"}:
+            vecs = _guard(res, "model", lambda: comp.raw_model(res, docs))
+        if "langchain" in want:
+            if vecs is None:
+                res.skip("langchain", "needs the raw-model vectors (model section failed)")
+            else:
+                _guard(
+                    res,
+                    "langchain",
+                    lambda: comp.langchain(res, docs, vecs, pg, args.competitor_python, work),
+                )
+        if "llm" in want:
+            _guard(res, "llm", lambda: comp.llm_embed_multi(res, docs, args.competitor_python, work))
+
+        url = first = None
+        if want & {"dbembed", "incremental"}:
+            got = _guard(res, "dbembed", lambda: dbe.first_run(res, root, pg))
+            if got:
+                url, first = got  # type: ignore[misc]
+                _guard(res, "search quality", lambda: dbe.planted_hit_rate(res, url, planted, root))
+        if "incremental" in want and first:
+            _guard(res, "incremental", lambda: dbe.rerun_and_change(res, root, url, first, 0.01))
+        if "duplicates" in want:
+            _guard(res, "duplicates", lambda: dbe.dup_heavy(res, work, pg, files, rows // 2))
+        if "workers" in want:
+            _guard(res, "workers", lambda: dbe.worker_scaling(res, root, work, pg, (1, 2, 4)))
+        if "search" in want:
+            if vecs is None:
+                res.skip("search", "needs the raw-model vectors as centres (model section failed)")
+            else:
+                for n in (100_000, 1_000_000) if long else (100_000,):
+                    _guard(
+                        res,
+                        f"search {n // 1000}k",
+                        lambda n=n: bench_search.hnsw_vs_exact(res, pg, vecs, n, (40, 100)),
+                    )
+        if "memory" in want:
+            sizes = (0.1, 1.0) if long else (0.01, 0.1)
+            _guard(res, "memory", lambda: dbe.peak_memory(res, work, pg, sizes))
+        _headline_ratios(res)
+    finally:
+        pg.close()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    res.facts["total_s"] = round(time.perf_counter() - started, 1)
+    print()
+    print(render_table(res))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{dt.date.today().isoformat()}-{machine_name()}{'-long' if long else ''}.md"
+    path.write_text(render_markdown(res), encoding="utf-8")
+    print(f"\nwrote {path}")
+    return 0
+
+
+def _headline_ratios(res: Results) -> None:
+    """The per-issue ratios, computed only from figures measured above in this run."""
+    dbe_rate = res.get("throughput", "dbembed run (end to end)")
+    raw = res.get("throughput", "raw model")
+    lc = res.get("throughput", "LangChain PGVector add_texts")
+    llm = res.get("throughput", "llm embed-multi (minus startup)")
+    res.ratios[:0] = []
+    first = [
+        ("dbembed end-to-end / raw model (docs/s)", dbe_rate / raw if dbe_rate and raw else None, 0.9),
+        ("dbembed / LangChain PGVector (docs/s)", dbe_rate / lc if dbe_rate and lc else None, 2.0),
+        ("dbembed / llm embed-multi (docs/s)", dbe_rate / llm if dbe_rate and llm else None, 2.0),
+    ]
+    from benchmarks.common import Ratio
+
+    res.ratios[:0] = [Ratio(name, value, target, ">=") for name, value, target in first]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

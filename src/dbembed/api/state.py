@@ -1,0 +1,73 @@
+"""Per-process API state: the connection pool (opened and migrated on first use), the
+embedding provider (loaded once), metrics.
+
+Opening lazily keeps ``create_app`` free of side effects, so the same app object
+works under uvicorn, under TestClient and in a Lambda cold start alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from dbembed.api.metrics import Metrics
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    from dbembed.config import Settings
+
+
+class AppState:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.cache: dict[str, Any] = {}  # shared by ChatStores: provider, resolved memory tables
+        self._pool: ConnectionPool | None = None
+        self._lock = threading.Lock()
+
+    def pool(self) -> ConnectionPool:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = self._open()
+        return self._pool
+
+    def _open(self) -> ConnectionPool:
+        from psycopg_pool import ConnectionPool
+
+        from dbembed.errors import DatabaseUnavailable
+        from dbembed.store.connection import connect, conninfo, try_register_vector
+        from dbembed.store.migrate import migrate
+
+        conn = connect(self.settings, register_vector=False)  # clear DatabaseUnavailable message if down
+        try:
+            migrate(conn)
+        finally:
+            conn.close()
+        pool = ConnectionPool(
+            conninfo(self.settings),
+            min_size=1,
+            max_size=max(1, self.settings.api_db_pool_size),
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(self.settings.db_connect_timeout_s))},
+            configure=try_register_vector,
+            open=False,
+        )
+        try:
+            pool.open(wait=True, timeout=self.settings.db_connect_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - PoolTimeout and friends
+            raise DatabaseUnavailable(f"cannot open the database pool: {exc}") from exc
+        return pool
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        with self.pool().connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None

@@ -1,0 +1,233 @@
+"""The Python API that every surface calls (CLI, HTTP API, scheduler).
+
+    import dbembed
+    summary = dbembed.index(["/mnt/sqlite-load-test"], settle_s=0)
+    for hit in dbembed.search("refund for a damaged order", k=5):
+        print(hit.score, hit.path, hit.table, hit.row_key, hit.text)
+
+Every function takes ``settings`` (a ``dbembed.config.Settings``) or keyword
+overrides that are applied on top of env vars and the config file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from dbembed.config import Settings, load_settings
+from dbembed.run.index import RunSummary
+from dbembed.store.search import Hit
+
+__all__ = ["index", "search", "status", "retry_failed", "dry_run", "RunSummary", "Hit", "get_settings"]
+
+# Providers are expensive to load (a transformer takes seconds); keep one per (model, device) per process.
+_providers: dict[tuple[str, str | None, int | None], Any] = {}
+
+
+def get_settings(settings: Settings | None = None, **overrides: Any) -> Settings:
+    if settings is None:
+        return load_settings(**overrides)
+    if overrides:
+        return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    return settings
+
+
+def provider_for(settings: Settings, spec: str | None = None) -> Any:
+    from dbembed.embed.registry import get_provider
+
+    key = (spec or settings.model, settings.device, settings.dimensions)
+    if key not in _providers:
+        _providers[key] = get_provider(settings, spec)
+    return _providers[key]
+
+
+def index(
+    roots: Sequence[str | Path],
+    settings: Settings | None = None,
+    *,
+    on_file: Callable[[Any], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    **overrides: Any,
+) -> RunSummary:
+    """Find, read, embed and store every SQLite file under ``roots``; incremental and resumable."""
+    from dbembed.run.index import index as run_index
+
+    s = get_settings(settings, **overrides)
+    return run_index(roots, s, provider=provider_for(s), on_file=on_file, on_start=on_start)
+
+
+def search(
+    query: str,
+    k: int = 10,
+    *,
+    file: str | None = None,
+    table: str | None = None,
+    settings: Settings | None = None,
+    exact: bool = False,
+    **overrides: Any,
+) -> list[Hit]:
+    """Top-k chunks for ``query``, embedded with the collection's own model."""
+    from dbembed.errors import UsageError
+    from dbembed.store.collections import default_collection_name, list_collections, require_collection
+    from dbembed.store.connection import connect
+    from dbembed.store.migrate import migrate
+    from dbembed.store.search import search_chunks
+
+    if not query or not query.strip():
+        raise UsageError("the search query is empty")
+    if k < 1 or k > 1000:
+        raise UsageError(f"k must be between 1 and 1000 (got {k})")
+    s = get_settings(settings, **overrides)
+    with connect(s) as conn:
+        migrate(conn)
+        if s.collection:
+            coll = require_collection(conn, s.collection)
+        else:
+            from dbembed.embed.registry import split_spec
+
+            name = default_collection_name(
+                s.model if ":" in s.model else "local:" + split_spec(s.model)[1], s.dimensions
+            )
+            existing = list_collections(conn)
+            if not any(c.name == name for c in existing) and len(existing) == 1:
+                name = existing[0].name  # one index only: search it, with its own model
+            coll = require_collection(conn, name)
+        provider = provider_for(s, coll.model)
+        if provider.dimensions != coll.dimensions:  # e.g. Titan v2 indexed with --dimensions 512
+            provider = provider_for(s.model_copy(update={"dimensions": coll.dimensions}), coll.model)
+        from dbembed.store.collections import check_compatible
+
+        check_compatible(coll, provider.model_id, provider.dimensions)
+        vec = provider.embed_query(query)
+        return search_chunks(
+            conn, coll, vec, k, file=file, table=table, ef_search=s.hnsw_ef_search, exact=exact
+        )
+
+
+def status(
+    settings: Settings | None = None, *, runs: int = 5, failures: int = 20, **overrides: Any
+) -> dict[str, Any]:
+    """Per-collection file counts by status, leased work, recent runs and failures with reasons."""
+    from dbembed.store.collections import list_collections
+    from dbembed.store.connection import connect
+    from dbembed.store.migrate import migrate
+    from dbembed.store.runs import recent_runs
+
+    s = get_settings(settings, **overrides)
+    out: dict[str, Any] = {"collections": []}
+    with connect(s) as conn:
+        migrate(conn)
+        for coll in list_collections(conn):
+            if s.collection and coll.name != s.collection:
+                continue
+            counts = dict(
+                conn.execute(
+                    "SELECT status, count(*) FROM dbembed.sources WHERE collection_id = %s GROUP BY status",
+                    (coll.id,),
+                ).fetchall()
+            )
+            totals = conn.execute(
+                "SELECT coalesce(sum(rows), 0), coalesce(sum(chunks), 0) FROM dbembed.sources"
+                " WHERE collection_id = %s AND status = 'indexed'",
+                (coll.id,),
+            ).fetchone()
+            leased = conn.execute(
+                "SELECT path, lease_owner, lease_expires FROM dbembed.sources WHERE collection_id = %s"
+                " AND status = 'leased' ORDER BY path LIMIT 50",
+                (coll.id,),
+            ).fetchall()
+            failed = conn.execute(
+                "SELECT path, error, processed_at FROM dbembed.sources WHERE collection_id = %s"
+                " AND status = 'failed' ORDER BY processed_at DESC NULLS LAST LIMIT %s",
+                (coll.id, failures),
+            ).fetchall()
+            out["collections"].append(
+                {
+                    "name": coll.name,
+                    "model": coll.model,
+                    "dimensions": coll.dimensions,
+                    "vector_type": coll.vector_type,
+                    "files": {
+                        st: int(counts.get(st, 0))
+                        for st in ("indexed", "failed", "queued", "leased", "pending", "missing")
+                    },
+                    "rows": int(totals[0]) if totals else 0,
+                    "chunks": int(totals[1]) if totals else 0,
+                    "leased": [{"file": p, "owner": o, "expires": e} for p, o, e in leased],
+                    "failures": [{"file": p, "error": e, "at": t} for p, e, t in failed],
+                    "runs": recent_runs(conn, coll.id, runs),
+                }
+            )
+    return out
+
+
+def retry_failed(
+    settings: Settings | None = None, paths: Sequence[str] | None = None, **overrides: Any
+) -> int:
+    """Queue failed files again (all, or the given paths); the next run indexes them."""
+    from dbembed.store.collections import list_collections
+    from dbembed.store.connection import connect
+    from dbembed.store.migrate import migrate
+    from dbembed.store.sources import retry_failed as _retry
+
+    s = get_settings(settings, **overrides)
+    total = 0
+    with connect(s) as conn:
+        migrate(conn)
+        for coll in list_collections(conn):
+            if s.collection and coll.name != s.collection:
+                continue
+            resolved = (
+                [str(Path(p).resolve()) if not p.startswith("s3://") else p for p in paths] if paths else None
+            )
+            total += _retry(conn, coll.id, resolved)
+    return total
+
+
+def dry_run(
+    roots: Sequence[str | Path], settings: Settings | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """What a run would do, without embedding or writing: files, rows, chunks, tokens, estimated cost."""
+    from dbembed.discover import discover, materialize
+    from dbembed.errors import SourceError
+    from dbembed.read import SqliteSource
+    from dbembed.run.index import normalize_roots
+    from dbembed.run.worker import make_chunker
+    from dbembed.text.document import row_document
+
+    s = get_settings(settings, **overrides)
+    started = time.perf_counter()
+    provider = provider_for(s)
+    chunker = make_chunker(s, provider)
+    totals = {"files": 0, "files_unreadable": 0, "rows": 0, "chunks": 0, "tokens": 0, "chars": 0}
+    distinct: set[int] = set()
+    for found in discover(normalize_roots(roots), s):
+        totals["files"] += 1
+        try:
+            with materialize(found, s) as local, SqliteSource(Path(local), s) as src:
+                for table in src.tables():
+                    for row in src.rows(table):
+                        totals["rows"] += 1
+                        doc = row_document(table, row)
+                        if doc is None:
+                            continue
+                        for piece in chunker.chunk(doc):
+                            totals["chunks"] += 1
+                            h = hash(piece)
+                            if h in distinct:
+                                continue
+                            distinct.add(h)
+                            totals["tokens"] += provider.count_tokens(piece)
+                            totals["chars"] += len(piece)
+        except SourceError:
+            totals["files_unreadable"] += 1
+    cost = provider.estimate_cost(totals["tokens"])
+    return {
+        **totals,
+        "distinct_chunks": len(distinct),
+        "model": provider.model_id,
+        "estimated_cost_usd": cost,
+        "seconds": round(time.perf_counter() - started, 3),
+    }

@@ -1,0 +1,85 @@
+"""Who a chat operation acts for, and the per-transaction database scope that enforces it.
+
+Every chat read or write names an ``Actor`` (tenant + user).  Queries always filter on
+both; in addition, when ``rls`` is on (the API), each transaction switches to the
+non-superuser role ``dbembed_app`` and sets ``dbembed.tenant_id`` / ``dbembed.user_id``
+with ``set_config(..., true)`` (transaction-local), so PostgreSQL row-level security
+hides every other user's rows even from a query that forgot its filter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dbembed.errors import UsageError
+
+if TYPE_CHECKING:
+    import psycopg
+
+APP_ROLE = "dbembed_app"
+DEFAULT_TENANT = "default"
+MAX_ID_CHARS = 256
+MAX_THEME_CHARS = 512
+
+
+class AccessDenied(UsageError):
+    """The caller may not act for that user or tenant (HTTP 403)."""
+
+
+class InvalidInput(UsageError):
+    """A parameter is malformed or out of range (HTTP 400/422)."""
+
+
+def check_text(value: str, what: str, max_chars: int, *, allow_empty: bool = True) -> str:
+    """Reject what PostgreSQL text cannot hold (NUL) and what is unreasonably long."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string")
+    if "\x00" in value:
+        raise InvalidInput(f"{what} must not contain NUL characters")
+    if len(value) > max_chars:
+        raise InvalidInput(f"{what} is too long ({len(value)} characters, at most {max_chars})")
+    if not allow_empty and not value.strip():
+        raise InvalidInput(f"{what} must not be empty")
+    return value
+
+
+def check_chat_id(chat_id: int) -> int:
+    if isinstance(chat_id, bool) or not isinstance(chat_id, int):
+        raise InvalidInput("chat id must be an integer")
+    if not 0 <= chat_id <= 2**63 - 1:
+        raise InvalidInput("chat id must be between 0 and 2^63-1")
+    return chat_id
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The tenant and user an operation acts for (validated on construction)."""
+
+    user_id: str
+    tenant_id: str = DEFAULT_TENANT
+
+    def __post_init__(self) -> None:
+        check_text(self.user_id, "user id", MAX_ID_CHARS, allow_empty=False)
+        check_text(self.tenant_id, "tenant id", MAX_ID_CHARS, allow_empty=False)
+
+
+@contextlib.contextmanager
+def scoped(conn: psycopg.Connection, actor: Actor | None, *, rls: bool) -> Iterator[psycopg.Connection]:
+    """One transaction acting for ``actor``; with ``rls`` as role ``dbembed_app``.
+
+    ``actor=None`` is for batch jobs (sync, retention) that run as the owner.
+    """
+    with conn.transaction():
+        if actor is not None:
+            conn.execute(
+                "SELECT set_config('dbembed.tenant_id', %s, true), set_config('dbembed.user_id', %s, true)",
+                (actor.tenant_id, actor.user_id),
+            )
+            if rls:
+                conn.execute(f"SET LOCAL ROLE {APP_ROLE}")
+        elif rls:
+            raise AccessDenied("an API request must act for a user")
+        yield conn

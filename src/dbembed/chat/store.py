@@ -1,0 +1,202 @@
+"""``ChatStore``: the one object the CLI and the API call for chat history and memory.
+
+It binds a connection, the settings, the tables (native or mapped) and, lazily, the
+embedding provider, and it applies the limits (page size, k, text length) so that
+every surface enforces the same ones.  Per-user operations run in ``scope.scoped``:
+with ``rls=True`` (the API) as the non-superuser role ``dbembed_app`` under
+row-level security.  Batch jobs (sync, retention) run as the connecting role.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from dbembed.chat import history, memory
+from dbembed.chat.scope import AccessDenied, Actor, InvalidInput, check_chat_id, check_text, scoped
+from dbembed.chat.spaces import all_memory_tables, memory_table
+from dbembed.chat.sync import SyncResult, sync_memory
+from dbembed.chat.tables import MemoryTable, mapped_history, mapping_from_settings, native_history
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from dbembed.config import Settings
+    from dbembed.embed.base import EmbeddingProvider
+
+from dbembed.chat.scope import MAX_THEME_CHARS
+
+
+class ChatStore:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        settings: Settings,
+        *,
+        rls: bool = False,
+        provider: EmbeddingProvider | None = None,
+        cache: dict[str, Any] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.settings = settings
+        mapping = mapping_from_settings(settings.chat_tables)
+        self.mapped = mapping is not None
+        self.history = mapped_history(mapping) if mapping else native_history()
+        # RLS lives on dbembed's own tables; a team's mapped tables get the query filters only.
+        self.rls = rls and not self.mapped
+        self._provider = provider
+        self._cache = cache if cache is not None else {}
+
+    # -- helpers -----------------------------------------------------------------------
+    @property
+    def provider(self) -> EmbeddingProvider:
+        if self._provider is None:
+            self._provider = self._cache.get("provider")
+        if self._provider is None:
+            from dbembed.embed.registry import get_provider
+
+            self._provider = self._cache["provider"] = get_provider(self.settings)
+        return self._provider
+
+    def _page(self, limit: int) -> int:
+        if not 1 <= limit <= self.settings.max_page_size:
+            raise InvalidInput(f"limit must be between 1 and {self.settings.max_page_size}")
+        return limit
+
+    def _theme(self, theme: str | None) -> str | None:
+        return None if theme is None else check_text(theme, "theme", MAX_THEME_CHARS)
+
+    def _memory(self, *, create: bool) -> MemoryTable | None:
+        key = f"memory:{self.provider.model_id}:{self.provider.dimensions}"
+        mt = self._cache.get(key)
+        if mt is None:
+            mt = memory_table(self.conn, self.settings, self.provider.model_id, self.provider.dimensions, create=create)
+            if mt is not None:
+                self._cache[key] = mt
+        return mt
+
+    # -- history -----------------------------------------------------------------------
+    def add_turn(
+        self,
+        actor: Actor,
+        chat_id: int,
+        user_input: str,
+        bot_response: str,
+        *,
+        theme: str | None = None,
+        turn_no: int | None = None,
+        created_at: datetime | None = None,
+    ) -> history.Turn:
+        """Store one turn (user input + bot response) of a chat."""
+        check_chat_id(chat_id)
+        limit = self.settings.max_text_chars
+        check_text(user_input, "user input", limit)
+        check_text(bot_response, "bot response", limit)
+        with scoped(self.conn, actor, rls=self.rls) as conn:
+            return history.add_turn(
+                conn, self.history, actor, chat_id, user_input, bot_response, self._theme(theme), turn_no, created_at
+            )
+
+    def list_chats(
+        self, actor: Actor, *, limit: int = 50, cursor: str | None = None, theme: str | None = None
+    ) -> history.Page:
+        with scoped(self.conn, actor, rls=self.rls) as conn:
+            return history.list_chats(conn, self.history, actor, self._page(limit), cursor, self._theme(theme))
+
+    def list_turns(self, actor: Actor, chat_id: int, *, limit: int = 50, cursor: str | None = None) -> history.Page:
+        check_chat_id(chat_id)
+        with scoped(self.conn, actor, rls=self.rls) as conn:
+            return history.list_turns(conn, self.history, actor, chat_id, self._page(limit), cursor)
+
+    def delete_chat(self, actor: Actor, chat_id: int) -> dict[str, int]:
+        check_chat_id(chat_id)
+        return self._delete(actor, chat_id)
+
+    def delete_user(self, actor: Actor) -> dict[str, int]:
+        """Delete everything of the user: turns and memories in every memory space."""
+        return self._delete(actor, None)
+
+    def _delete(self, actor: Actor, chat_id: int | None) -> dict[str, int]:
+        with scoped(self.conn, actor, rls=self.rls) as conn:
+            mem = sum(memory.delete_memory(conn, mt, actor, chat_id) for mt in all_memory_tables(conn, self.settings))
+            turns = history.delete_history(conn, self.history, actor, chat_id)
+        return {"turns_deleted": turns, "memories_deleted": mem}
+
+    # -- memory ------------------------------------------------------------------------
+    def search(
+        self,
+        actor: Actor,
+        query: str,
+        *,
+        k: int = 10,
+        theme: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[memory.MemoryHit]:
+        """The user's memories closest in meaning to ``query``."""
+        check_text(query, "query", self.settings.max_text_chars, allow_empty=False)
+        if not 1 <= k <= self.settings.max_k:
+            raise InvalidInput(f"k must be between 1 and {self.settings.max_k}")
+        if since is not None and until is not None and since > until:
+            raise InvalidInput("'since' must not be after 'until'")
+        theme = self._theme(theme)
+        vector = self.provider.embed_query(query)  # outside the transaction: no lock held while embedding
+        with scoped(self.conn, actor, rls=self.rls) as conn:
+            mt = self._memory(create=False)
+            if mt is None:
+                return []
+            return memory.search(conn, mt, actor, vector, k, self.settings, theme, since, until)
+
+    def get_memory(self, actor: Actor, memory_id: int) -> memory.MemoryHit:
+        with scoped(self.conn, actor, rls=self.rls) as conn:
+            mt = self._memory(create=False)
+            if mt is None or not 0 < memory_id < 2**63:
+                from dbembed.errors import NotFound
+
+                raise NotFound(f"memory {memory_id} not found")
+            return memory.get_memory(conn, mt, actor, memory_id)
+
+    # -- batch jobs (owner role) -------------------------------------------------------
+    def sync(self, *, max_batches: int | None = None, batch_size: int | None = None) -> SyncResult:
+        """Embed every turn (or chat summary) not yet in memory; see ``dbembed.chat.sync``."""
+        if self.rls:
+            raise AccessDenied("memory sync is a batch job; it does not run under an API key")
+        from dbembed.chat.summarize import get_summarizer
+
+        mt = self._memory(create=True)
+        assert mt is not None
+        summarizer = get_summarizer(self.settings)
+        try:
+            return sync_memory(
+                self.conn,
+                self.history,
+                mt,
+                self.provider,
+                batch_size=batch_size or self.settings.chat_sync_batch,
+                summarizer=summarizer,
+                max_batches=max_batches,
+            )
+        finally:
+            if summarizer is not None:
+                summarizer.close()
+
+    def retention(self, days: float, *, include_history: bool = False) -> dict[str, Any]:
+        """Delete memories (and with ``include_history`` turns) older than ``days`` days."""
+        if self.rls:
+            raise AccessDenied("retention is a batch job; it does not run under an API key")
+        deleted, cutoff = 0, None
+        for mt in all_memory_tables(self.conn, self.settings):
+            n, cutoff = memory.expire(self.conn, mt, days)
+            deleted += n
+        turns = 0
+        if include_history:
+            from datetime import timedelta, timezone
+
+            from psycopg import sql
+
+            cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+            h = self.history
+            turns = self.conn.execute(
+                sql.SQL("DELETE FROM {} t WHERE {} < %s").format(h.table, h.col("created")), (cutoff,)
+            ).rowcount
+        return {"memories_deleted": deleted, "turns_deleted": turns, "cutoff": cutoff}

@@ -1,0 +1,219 @@
+"""``dbembed run | search | status | retry-failed | collections``: the file index from the shell."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dbembed.cli.common import (
+    CollectionOpt,
+    ConfigOpt,
+    DatabaseUrlOpt,
+    DataDirOpt,
+    JsonOpt,
+    ModelOpt,
+    emit_json,
+    handle_errors,
+)
+
+
+def _settings(config: Path | None, **flags: Any) -> Any:
+    from dbembed.config import load_settings
+
+    return load_settings(config, **flags)
+
+
+def run_cmd(
+    roots: Annotated[list[str], typer.Argument(help="Folders, files or s3://bucket/prefix/ to index.")],
+    config: ConfigOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    model: ModelOpt = None,
+    collection: CollectionOpt = None,
+    dimensions: Annotated[
+        int | None, typer.Option(help="Output dimensions for models that can shorten.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-w", help="Worker processes on this machine.")
+    ] = None,
+    settle: Annotated[
+        float | None, typer.Option("--settle", help="Skip files modified in the last N seconds (default 60).")
+    ] = None,
+    include: Annotated[
+        list[str] | None, typer.Option("--include", help="Glob of files to index (repeatable).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Glob of files to skip (repeatable).")
+    ] = None,
+    views: Annotated[bool | None, typer.Option("--views/--no-views", help="Index views too.")] = None,
+    verify: Annotated[
+        bool | None, typer.Option("--verify", help="Confirm unchanged files by content hash.")
+    ] = None,
+    sidecar: Annotated[
+        bool | None, typer.Option("--sidecar/--no-sidecar", help="Write <file>.embedding_metadata.json.")
+    ] = None,
+    keep_missing: Annotated[
+        bool | None, typer.Option("--keep-missing", help="Keep chunks of vanished files.")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not reuse stored vectors (benchmarking).")
+    ] = False,
+    vector_type: Annotated[
+        str | None, typer.Option("--vector-type", help="halfvec (default) or vector.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count files, rows, chunks, tokens, cost; embed nothing.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Find, read, embed and store every SQLite file under ROOTS (incremental, resumable)."""
+    from dbembed import api_lib
+
+    s = _settings(
+        config,
+        database_url=database_url,
+        data_dir=data_dir,
+        model=model,
+        collection=collection,
+        dimensions=dimensions,
+        workers=workers,
+        settle_s=settle,
+        include=include or None,
+        exclude=exclude or None,
+        include_views=views,
+        verify=verify,
+        sidecar=sidecar,
+        keep_missing=keep_missing,
+        embed_cache=False if no_cache else None,
+        vector_type=vector_type,
+    )
+    if dry_run:
+        report = api_lib.dry_run(roots, s)
+        if json_out:
+            emit_json(report)
+        else:
+            for key, value in report.items():
+                typer.echo(f"{key:>20}: {value}")
+        return
+    from dbembed.cli.progress import RunProgress
+
+    with RunProgress(enabled=not json_out and sys.stderr.isatty()) as progress:
+        summary = api_lib.index(roots, s, on_file=progress.on_file, on_start=progress.on_start)
+    if json_out:
+        emit_json(summary.as_dict())
+    else:
+        _print_summary(summary)
+    raise typer.Exit(summary.exit_code)
+
+
+def _print_summary(summary: Any) -> None:
+    typer.echo(
+        f"run {summary.run_id} [{summary.collection}] {summary.status}: "
+        f"{summary.files_ok} ok, {summary.files_failed} failed, {summary.files_skipped} unchanged, "
+        f"{summary.files_pending} pending, {summary.files_missing} missing | {summary.rows} rows, "
+        f"{summary.chunks} chunks ({summary.texts_embedded} embedded, {summary.texts_reused} reused) "
+        f"in {summary.seconds:.1f}s, {summary.chunks_per_s:.0f} chunks/s"
+    )
+    for f in summary.failures[:20]:
+        typer.echo(f"  failed: {f['file']}: {f['error']}")
+
+
+def search_cmd(
+    query: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of hits.")] = 10,
+    file: Annotated[str | None, typer.Option("--file", help="Only files matching this glob.")] = None,
+    table: Annotated[str | None, typer.Option("--table", help="Only this table.")] = None,
+    config: ConfigOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    model: ModelOpt = None,
+    collection: CollectionOpt = None,
+    exact: Annotated[bool, typer.Option("--exact", help="Exact scan instead of the HNSW index.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Semantic search over the indexed rows: score, file, table, row and text."""
+    from dbembed import api_lib
+
+    s = _settings(config, database_url=database_url, data_dir=data_dir, model=model, collection=collection)
+    hits = api_lib.search(query, k, file=file, table=table, settings=s, exact=exact)
+    if json_out:
+        emit_json([h.as_dict() for h in hits])
+        return
+    if not hits:
+        typer.echo("no hits")
+    for i, h in enumerate(hits, 1):
+        text = h.text if len(h.text) <= 200 else h.text[:197] + "..."
+        typer.echo(f"{i:>2}. {h.score:.3f}  {h.path}  [{h.table} #{h.row_key}]\n    {text}")
+
+
+def status_cmd(
+    config: ConfigOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    runs: Annotated[int, typer.Option(help="How many recent runs to show.")] = 5,
+    json_out: JsonOpt = False,
+) -> None:
+    """What is indexed, what failed and why, pending/leased work, recent runs."""
+    from dbembed import api_lib
+
+    s = _settings(config, database_url=database_url, data_dir=data_dir, collection=collection)
+    report = api_lib.status(s, runs=runs)
+    if json_out:
+        emit_json(report)
+        return
+    if not report["collections"]:
+        typer.echo("nothing indexed yet: run `dbembed run ROOT`")
+    for c in report["collections"]:
+        f = c["files"]
+        typer.echo(f"collection {c['name']}: {c['model']} ({c['dimensions']} dims, {c['vector_type']})")
+        typer.echo(
+            "  files: "
+            + ", ".join(f"{v} {k}" for k, v in f.items())
+            + f" | {c['rows']} rows, {c['chunks']} chunks"
+        )
+        for lease in c["leased"]:
+            typer.echo(f"  leased: {lease['file']} by {lease['owner']} until {lease['expires']}")
+        for fail in c["failures"]:
+            typer.echo(f"  failed: {fail['file']}: {fail['error']}")
+        for r in c["runs"]:
+            usage = "; ".join(
+                f"{m}: {int(u.get('texts', 0))} texts, {int(u.get('tokens', 0))} tokens, {int(u.get('requests', 0))} req,"
+                f" {int(u.get('retries', 0))} retries, {int(u.get('throttles', 0))} throttles, ${u.get('cost_usd', 0):.4f}"
+                for m, u in (r.get("usage") or {}).items()
+            )
+            typer.echo(
+                f"  run {r['id']} {r['status']} {r['started_at']:%Y-%m-%d %H:%M:%S}: {r['files_ok']} ok,"
+                f" {r['files_failed']} failed, {r['files_skipped']} unchanged, {r['chunks']} chunks"
+                f" ({r['texts_embedded']} embedded, {r['texts_reused']} reused), {r['seconds'] or 0:.1f}s"
+                + (f" | {usage}" if usage else "")
+            )
+
+
+def retry_failed_cmd(
+    paths: Annotated[list[str] | None, typer.Argument(help="Only these files (default: all failed).")] = None,
+    config: ConfigOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Queue failed files again; the next `dbembed run` indexes them."""
+    from dbembed import api_lib
+
+    s = _settings(config, database_url=database_url, data_dir=data_dir, collection=collection)
+    n = api_lib.retry_failed(s, paths or None)
+    if json_out:
+        emit_json({"requeued": n})
+    else:
+        typer.echo(f"{n} failed file(s) queued again")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(handle_errors(run_cmd))
+    app.command("search")(handle_errors(search_cmd))
+    app.command("status")(handle_errors(status_cmd))
+    app.command("retry-failed")(handle_errors(retry_failed_cmd))

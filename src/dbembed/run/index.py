@@ -1,0 +1,280 @@
+"""One ``dbembed run``: discover, queue, index with N workers, build the index, summarise.
+
+Discovery costs one ``stat`` per file and one batched upsert per 2,000 files, so
+a rerun over an unchanged tree does almost nothing.  The work itself is shared
+through the queue in PostgreSQL (see ``dbembed.store.sources``), so running this
+same function on many machines at once is how dbembed scales out.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dbembed.errors import EXIT_OK, EXIT_PARTIAL
+from dbembed.store import chunks as chunk_store
+from dbembed.store import runs as run_store
+from dbembed.store import sources as source_store
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from dbembed.config import Settings
+    from dbembed.embed.base import EmbeddingProvider
+    from dbembed.store.collections import Collection
+
+log = logging.getLogger(__name__)
+events = logging.getLogger("dbembed.events")
+UPSERT_BATCH = 2000
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    collection: str
+    model: str
+    status: str  # ok | partial
+    files_found: int = 0
+    files_ok: int = 0
+    files_failed: int = 0
+    files_skipped: int = 0  # unchanged since the last run
+    files_pending: int = 0  # still being written (modified within --settle seconds)
+    files_missing: int = 0  # gone from the tree
+    rows: int = 0
+    chunks: int = 0
+    texts_embedded: int = 0
+    texts_reused: int = 0
+    seconds: float = 0.0
+    chunks_per_s: float = 0.0
+    hnsw_built: bool = False
+    failures: list[dict[str, str]] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
+    stage_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PARTIAL if self.files_failed else EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["exit_code"] = self.exit_code
+        return d
+
+
+def normalize_roots(roots: Sequence[str | Path]) -> list[str]:
+    from dbembed.errors import UsageError
+
+    out: list[str] = []
+    for root in roots:
+        text = str(root)
+        if text.startswith("s3://"):
+            out.append(text)
+            continue
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise UsageError(f"root does not exist: {text}")
+        resolved = str(path.resolve())
+        # A folder root ends with a separator so that /data/a never claims files of /data/ab.
+        out.append(resolved if path.is_file() or resolved.endswith(os.sep) else resolved + os.sep)
+    if not out:
+        raise UsageError("give at least one root folder (or file) to index")
+    return out
+
+
+def open_collection(conn: psycopg.Connection, settings: Settings, provider: EmbeddingProvider) -> Collection:
+    from dbembed.store.collections import default_collection_name, ensure_collection
+
+    name = settings.collection or default_collection_name(provider.model_id, settings.dimensions)
+    return ensure_collection(conn, name, provider.model_id, provider.dimensions, settings)
+
+
+def _discover_and_queue(
+    conn: psycopg.Connection, coll: Collection, roots: list[str], settings: Settings
+) -> int:
+    from dbembed.discover import discover
+
+    cutoff = time.time() - settings.settle_s
+    batch: list[Any] = []
+    found = 0
+    for f in discover(roots, settings):
+        batch.append(f)
+        if len(batch) >= UPSERT_BATCH:
+            source_store.upsert_discovered(conn, coll.id, batch, cutoff)
+            found += len(batch)
+            batch = []
+    source_store.upsert_discovered(conn, coll.id, batch, cutoff)
+    return found + len(batch)
+
+
+def _verify(conn: psycopg.Connection, coll: Collection, roots: list[str]) -> int:
+    """--verify: an indexed file whose content hash changed (same size and mtime) is queued again."""
+    from dbembed.discover import file_hash
+
+    changed = []
+    for sid, path, known in source_store.indexed_under(conn, coll.id, roots):
+        if path.startswith("s3://"):
+            continue
+        try:
+            if file_hash(Path(path)) != known:
+                changed.append(sid)
+        except OSError:
+            continue
+    source_store.requeue(conn, coll.id, changed)
+    return len(changed)
+
+
+def _handle_vanished(
+    conn: psycopg.Connection, coll: Collection, roots: list[str], since: Any, keep: bool
+) -> int:
+    ids = source_store.vanished(conn, coll.id, roots, since)
+    for sid in ids:
+        with conn.transaction():
+            if not keep:
+                chunk_store.delete_source_chunks(conn, coll, sid)
+            conn.execute(
+                "UPDATE dbembed.sources SET status = 'missing', error = NULL,"
+                " chunks = CASE WHEN %s THEN chunks ELSE 0 END, processed_at = now() WHERE id = %s",
+                (keep, sid),
+            )
+    return len(ids)
+
+
+def _spawn_workers(settings: Settings, roots: list[str], coll: Collection, run_id: int) -> list[Any]:
+    from dbembed.run.worker import spawn_target
+
+    n = max(1, settings.workers)
+    if n == 1:
+        return []
+    threads = max(1, (os.cpu_count() or 1) // n)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover
+        pass
+    ctx = multiprocessing.get_context("spawn")
+    data = settings.model_dump(mode="json")
+    data["collection"] = coll.name
+    procs = []
+    for _ in range(n - 1):
+        p = ctx.Process(target=spawn_target, args=(data, roots, coll.name, run_id, threads), daemon=False)
+        p.start()
+        procs.append(p)
+    return procs
+
+
+def index(
+    roots: Sequence[str | Path],
+    settings: Settings,
+    *,
+    provider: EmbeddingProvider | None = None,
+    on_file: Callable[[Any], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> RunSummary:
+    """Run once over ``roots`` and return what happened (also recorded in ``dbembed.runs``)."""
+    from dbembed.embed.registry import get_provider
+    from dbembed.run.worker import make_owner, worker_loop
+    from dbembed.store.collections import ensure_hnsw
+    from dbembed.store.connection import connect
+    from dbembed.store.migrate import migrate
+
+    started = time.perf_counter()
+    root_list = normalize_roots(roots)
+    provider = provider or get_provider(settings)
+    conn = connect(settings)
+    try:
+        migrate(conn)
+        from dbembed.store.connection import try_register_vector
+
+        try_register_vector(conn)
+        coll = open_collection(conn, settings, provider)
+        conn.execute(
+            "UPDATE dbembed.runs SET status = 'interrupted', finished_at = now() WHERE status = 'running'"
+            " AND heartbeat_at < now() - make_interval(secs => %s)",
+            (max(30.0, settings.lease_s * 3),),
+        )
+        run_id = run_store.start_run(conn, coll.id, make_owner(), root_list)
+        since = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        found = _discover_and_queue(conn, coll, root_list, settings)
+        if settings.verify:
+            _verify(conn, coll, root_list)
+        missing = _handle_vanished(conn, coll, root_list, since, settings.keep_missing)
+        queued = _count(conn, coll.id, root_list, ("queued", "leased"))
+        if on_start is not None:
+            on_start(queued)
+        run_store.add_counts(conn, run_id, {"files_missing": missing})
+        procs = _spawn_workers(settings, root_list, coll, run_id)
+        try:
+            totals = worker_loop(settings, root_list, coll.name, run_id, provider=provider, on_file=on_file)
+        finally:
+            for p in procs:
+                p.join()
+        bad_children = [p.exitcode for p in procs if p.exitcode]
+        hnsw_built = ensure_hnsw(conn, coll)
+        row = run_store.get_run(conn, run_id)
+        seconds = time.perf_counter() - started
+        summary = RunSummary(
+            run_id=run_id,
+            collection=coll.name,
+            model=coll.model,
+            status="ok",
+            files_found=found,
+            files_ok=row["files_ok"],
+            files_failed=row["files_failed"],
+            files_skipped=max(0, found - queued - _count(conn, coll.id, root_list, ("pending",))),
+            files_pending=_count(conn, coll.id, root_list, ("pending",)),
+            files_missing=missing,
+            rows=row["rows"],
+            chunks=row["chunks"],
+            texts_embedded=row["texts_embedded"],
+            texts_reused=row["texts_reused"],
+            seconds=round(seconds, 3),
+            chunks_per_s=round(row["chunks"] / seconds, 1) if seconds > 0 else 0.0,
+            hnsw_built=hnsw_built,
+            usage=dict(row.get("usage") or {}),
+            stage_s=dict((row.get("stats") or {}).get("stage_s", {})) or totals.stage_s,
+        )
+        summary.failures = [
+            {"file": p, "error": e or ""}
+            for p, e in conn.execute(
+                "SELECT path, error FROM dbembed.sources WHERE run_id = %s AND status = 'failed' ORDER BY path",
+                (run_id,),
+            ).fetchall()
+        ]
+        if summary.files_failed or bad_children:
+            summary.status = "partial"
+        run_store.finish_run(
+            conn,
+            run_id,
+            summary.status,
+            seconds,
+            {
+                "files_found": found,
+                "files_skipped": summary.files_skipped,
+                "hnsw_built": hnsw_built,
+                "worker_exit_codes": bad_children,
+            },
+        )
+        conn.execute(
+            "UPDATE dbembed.runs SET files_skipped = %s, files_pending = %s WHERE id = %s",
+            (summary.files_skipped, summary.files_pending, run_id),
+        )
+        events.info("run", extra={"event": {"event": "run", **summary.as_dict()}})
+        return summary
+    finally:
+        conn.close()
+
+
+def _count(conn: psycopg.Connection, collection_id: int, roots: list[str], statuses: tuple[str, ...]) -> int:
+    row = conn.execute(
+        """SELECT count(*) FROM dbembed.sources WHERE collection_id = %s AND status = ANY(%s)
+           AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
+        (collection_id, list(statuses), roots),
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,257 @@
+"""A worker: claim a file, index it, repeat; heartbeats keep its leases alive.
+
+The same loop runs in every process of ``--workers N`` and in every machine of
+an AWS Batch array job; they share the work only through the queue in
+PostgreSQL.  When the queue is empty but other workers still hold leases, a
+worker waits: if one of them dies, its lease expires and the survivors finish
+its files, so a run ends only when every file under its roots is settled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dbembed.store import runs as run_store
+from dbembed.store import sources as source_store
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from dbembed.config import Settings
+    from dbembed.embed.base import EmbeddingProvider
+    from dbembed.run.pipeline import FileResult
+    from dbembed.text.chunk import Chunker
+
+log = logging.getLogger(__name__)
+events = logging.getLogger("dbembed.events")
+
+
+def make_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def make_chunker(settings: Settings, provider: EmbeddingProvider) -> Chunker:
+    from dbembed.text.chunk import Chunker
+
+    limit = settings.max_chunk_tokens or max(8, provider.max_tokens - 2)  # room for [CLS]/[SEP]
+    limit = min(limit, provider.max_tokens)
+    return Chunker(provider.tokenizer(), limit, overlap=settings.chunk_overlap, max_chars=provider.max_chars)
+
+
+@dataclass
+class WorkerTotals:
+    files: int = 0
+    stage_s: dict[str, float] = field(default_factory=dict)
+
+    def add(self, res: FileResult) -> None:
+        self.files += 1
+        for k, v in res.stage_s.items():
+            self.stage_s[k] = self.stage_s.get(k, 0.0) + v
+
+
+class Heartbeat(threading.Thread):
+    """Extends this worker's leases and the run's heartbeat on its own connection."""
+
+    def __init__(self, settings: Settings, owner: str, run_id: int | None) -> None:
+        super().__init__(name="dbembed-heartbeat", daemon=True)
+        self.settings, self.owner, self.run_id = settings, owner, run_id
+        self.stop_event = threading.Event()
+        self.interval = max(0.2, settings.lease_s / 3)
+
+    def run(self) -> None:
+        from dbembed.store.connection import connect
+
+        try:
+            conn = connect(self.settings, register_vector=False)
+        except Exception as exc:  # noqa: BLE001 - a dead heartbeat only means leases may expire
+            log.warning("heartbeat could not connect: %s", exc)
+            return
+        with conn:
+            while not self.stop_event.wait(self.interval):
+                try:
+                    source_store.heartbeat(conn, self.owner, self.settings.lease_s)
+                    if self.run_id is not None:
+                        conn.execute(
+                            "UPDATE dbembed.runs SET heartbeat_at = now() WHERE id = %s", (self.run_id,)
+                        )
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=5)
+
+
+def _expire_dead_local_leases(conn: psycopg.Connection, collection_id: int) -> None:
+    """Leases held by processes of this host that no longer exist are abandoned: expire them now
+    instead of waiting out the lease (a quick rerun after a crash or SIGKILL)."""
+    host = socket.gethostname()
+    rows = conn.execute(
+        "SELECT DISTINCT lease_owner FROM dbembed.sources WHERE collection_id = %s AND status = 'leased'"
+        " AND lease_owner LIKE %s",
+        (collection_id, host.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ":%"),
+    ).fetchall()
+    for (owner,) in rows:
+        try:
+            pid = int(str(owner).split(":")[1])
+        except (IndexError, ValueError):
+            continue
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        conn.execute(
+            "UPDATE dbembed.sources SET lease_expires = now() - interval '1 second' WHERE lease_owner = %s",
+            (owner,),
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed child not yet reaped) still answers kill(0); it holds no lease in spirit.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def others_active(conn: psycopg.Connection, collection_id: int, roots: list[str]) -> bool:
+    row = conn.execute(
+        """SELECT count(*) FROM dbembed.sources WHERE collection_id = %s AND status = 'leased'
+           AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
+        (collection_id, roots),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def worker_loop(
+    settings: Settings,
+    roots: list[str],
+    collection: str,
+    run_id: int | None,
+    *,
+    provider: EmbeddingProvider | None = None,
+    on_file: Any = None,
+) -> WorkerTotals:
+    """Claim and index files until none is left under ``roots``; returns this worker's totals."""
+    from dbembed.embed.registry import get_provider
+    from dbembed.run.embedder import CachingEmbedder
+    from dbembed.run.pipeline import FileIndexer
+    from dbembed.run.sidecar import write_sidecar
+    from dbembed.store.collections import check_compatible, require_collection
+    from dbembed.store.connection import connect
+
+    provider = provider or get_provider(settings)
+    conn = connect(settings)
+    coll = require_collection(conn, collection)
+    check_compatible(coll, provider.model_id, provider.dimensions)
+    owner = make_owner()
+    indexer = FileIndexer(
+        settings,
+        conn,
+        coll,
+        CachingEmbedder(provider, coll, use_cache=settings.embed_cache),
+        make_chunker(settings, provider),
+        owner,
+        run_id,
+    )
+    totals = WorkerTotals()
+    hb = Heartbeat(settings, owner, run_id)
+    hb.start()
+    poll = min(2.0, max(0.2, settings.lease_s / 4))
+    try:
+        while True:
+            claims = source_store.claim(conn, coll.id, roots, owner, settings.lease_s, run_id, limit=1)
+            if not claims:
+                _expire_dead_local_leases(conn, coll.id)
+                if others_active(conn, coll.id, roots):
+                    time.sleep(poll)
+                    continue
+                break
+            for c in claims:
+                res = indexer.process(c)
+                totals.add(res)
+                _record(conn, run_id, res)
+                events.info("file", extra={"event": {"event": "file", "run_id": run_id, **res.event()}})
+                if settings.sidecar and res.status in ("indexed", "failed"):
+                    _sidecar(write_sidecar, coll.name, coll.model, provider.dimensions, res)
+                if on_file is not None:
+                    on_file(res)
+    finally:
+        hb.stop()
+        try:
+            source_store.release_all(conn, owner)
+            if run_id is not None:
+                run_store.merge_usage(conn, run_id, provider.model_id, provider.usage.as_dict())
+                run_store.merge_stages(conn, run_id, totals.stage_s)
+        finally:
+            conn.close()
+    return totals
+
+
+def _record(conn: psycopg.Connection, run_id: int | None, res: FileResult) -> None:
+    if run_id is None:
+        return
+    counts = {
+        "rows": res.rows,
+        "chunks": res.chunks_written,
+        "texts_embedded": res.texts_embedded,
+        "texts_reused": res.texts_reused,
+    }
+    if res.status == "indexed":
+        counts["files_ok"] = 1
+    elif res.status == "failed":
+        counts["files_failed"] = 1
+    elif res.status == "pending":
+        counts["files_pending"] = 1
+    run_store.add_counts(conn, run_id, counts)
+
+
+def _sidecar(write: Any, collection: str, model: str, dims: int, res: FileResult) -> None:
+    if res.path.startswith("s3://"):
+        return
+    from datetime import UTC, datetime
+
+    write(
+        res.path,
+        {
+            "file_path": res.path,
+            "file_size": res.size,
+            "processed_at": datetime.now(UTC).isoformat(),
+            "embedding_model": model,
+            "status": "processed" if res.status == "indexed" else res.status,
+            "chunk_count": res.chunks,
+            "tables": res.tables,
+            "rows": res.rows,
+            "rows_changed": res.rows_changed,
+            "rows_deleted": res.rows_deleted,
+            "dimensions": dims,
+            "texts_embedded": res.texts_embedded,
+            "texts_reused": res.texts_reused,
+            "duration_s": round(res.duration_s, 4),
+            "error": res.error,
+            "collection": collection,
+        },
+    )
+
+
+def spawn_target(
+    settings_data: dict[str, Any], roots: list[str], collection: str, run_id: int, threads: int
+) -> None:
+    """Entry point of a ``--workers`` child process (spawned: nothing inherited but arguments)."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    from dbembed.config import Settings
+
+    settings = Settings(**settings_data)
+    worker_loop(settings, roots, collection, run_id)

@@ -1,0 +1,100 @@
+"""Run records: one row per ``dbembed run`` invocation, updated as its workers finish files."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+COUNTERS = (
+    "files_ok",
+    "files_failed",
+    "files_skipped",
+    "files_pending",
+    "files_missing",
+    "rows",
+    "chunks",
+    "texts_embedded",
+    "texts_reused",
+)
+
+
+def start_run(conn: psycopg.Connection, collection_id: int, worker: str, roots: list[str]) -> int:
+    row = conn.execute(
+        "INSERT INTO dbembed.runs (collection_id, worker, roots) VALUES (%s, %s, %s) RETURNING id",
+        (collection_id, worker, roots),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def add_counts(conn: psycopg.Connection, run_id: int, counts: dict[str, int]) -> None:
+    """Add to the run's counters atomically (several worker processes share one run)."""
+    sets = [f"{k} = {k} + %({k})s" for k in COUNTERS if counts.get(k)]
+    if not sets:
+        return
+    conn.execute(
+        f"UPDATE dbembed.runs SET {', '.join(sets)}, heartbeat_at = now() WHERE id = %(id)s",
+        {**counts, "id": run_id},
+    )
+
+
+def merge_usage(conn: psycopg.Connection, run_id: int, provider: str, usage: dict[str, float]) -> None:
+    """Add one worker's provider usage into runs.usage[provider] (key-wise sum)."""
+    conn.execute(
+        """UPDATE dbembed.runs r SET usage = r.usage || jsonb_build_object(%(p)s::text, (
+               SELECT jsonb_object_agg(k, coalesce((r.usage -> %(p)s ->> k)::float8, 0) + v::float8)
+               FROM jsonb_each_text(%(u)s::jsonb) AS e(k, v)))
+           WHERE id = %(id)s""",
+        {"p": provider, "u": json.dumps(usage), "id": run_id},
+    )
+
+
+def merge_stages(conn: psycopg.Connection, run_id: int, stage_s: dict[str, float]) -> None:
+    """Add one worker's per-stage seconds into runs.stats.stage_s."""
+    if not stage_s:
+        return
+    conn.execute(
+        """UPDATE dbembed.runs r SET stats = r.stats || jsonb_build_object('stage_s', coalesce(r.stats -> 'stage_s',
+               '{}'::jsonb) || (SELECT jsonb_object_agg(k, coalesce((r.stats -> 'stage_s' ->> k)::float8, 0)
+               + v::float8) FROM jsonb_each_text(%(s)s::jsonb) AS e(k, v)))
+           WHERE id = %(id)s""",
+        {"s": json.dumps(stage_s), "id": run_id},
+    )
+
+
+def finish_run(
+    conn: psycopg.Connection,
+    run_id: int,
+    status: str,
+    seconds: float,
+    stats: dict[str, Any],
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        """UPDATE dbembed.runs SET finished_at = now(), status = %s, seconds = %s,
+               stats = stats || %s::jsonb, error = %s WHERE id = %s""",
+        (status, seconds, json.dumps(stats), error, run_id),
+    )
+
+
+def get_run(conn: psycopg.Connection, run_id: int) -> dict[str, Any]:
+    cur = conn.execute("SELECT * FROM dbembed.runs WHERE id = %s", (run_id,))
+    row = cur.fetchone()
+    assert cur.description is not None and row is not None
+    return {d.name: v for d, v in zip(cur.description, row, strict=True)}
+
+
+def recent_runs(conn: psycopg.Connection, collection_id: int | None, limit: int = 10) -> list[dict[str, Any]]:
+    cur = conn.execute(
+        """SELECT id, worker, started_at, finished_at, status, files_ok, files_failed, files_skipped,
+                  files_pending, files_missing, rows, chunks, texts_embedded, texts_reused, seconds, usage
+           FROM dbembed.runs WHERE %s::int IS NULL OR collection_id = %s
+           ORDER BY id DESC LIMIT %s""",
+        (collection_id, collection_id, limit),
+    )
+    assert cur.description is not None
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

@@ -1,0 +1,253 @@
+"""The per-file record and the work queue, both in ``dbembed.sources``.
+
+Many ``dbembed run`` processes on many machines share one index with no
+coordinator: each one upserts what it discovered, then claims queued files
+with ``FOR UPDATE SKIP LOCKED`` and a lease it keeps alive with heartbeats.  A
+worker that dies stops heartbeating; its lease expires and another worker takes
+the file over.  A file's write transaction re-checks the lease (fencing), so a
+worker that lost its lease can never overwrite the new owner's work.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from dbembed.discover import FoundFile
+
+STATUSES = ("queued", "leased", "indexed", "failed", "pending", "missing")
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    path: str
+    seen_size: int | None
+    seen_mtime: float | None
+    size: int | None  # as of the last successful index
+    mtime: float | None
+    content_hash: str | None
+    meta: dict[str, Any]
+
+
+class LeaseLost(Exception):
+    """Another worker took this file over (our lease expired); our changes are rolled back."""
+
+
+def upsert_discovered(
+    conn: psycopg.Connection, collection_id: int, found: Sequence[FoundFile], settle_cutoff: float
+) -> None:
+    """Record what discovery saw and decide each file's queue state.
+
+    ``settle_cutoff``: files modified after this epoch time are still being written -> ``pending``.
+    Unchanged indexed files stay ``indexed`` (a rerun costs a stat per file and this one statement);
+    unchanged failed files stay ``failed`` unless their failure was transient (``meta.retryable``).
+    """
+    if not found:
+        return
+    paths = [f.path for f in found]
+    sizes = [f.size for f in found]
+    mtimes = [f.mtime for f in found]
+    etags = [f.etag for f in found]
+    conn.execute(
+        """
+        INSERT INTO dbembed.sources AS s (collection_id, path, seen_size, seen_mtime, seen_at, status, meta)
+        SELECT %(cid)s, t.p, t.sz, t.mt, now(),
+               CASE WHEN t.mt > %(cutoff)s THEN 'pending' ELSE 'queued' END,
+               CASE WHEN t.et IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('etag', t.et) END
+        FROM unnest(%(paths)s::text[], %(sizes)s::bigint[], %(mtimes)s::float8[], %(etags)s::text[])
+             AS t(p, sz, mt, et)
+        ON CONFLICT (collection_id, path) DO UPDATE SET
+            seen_at = now(),
+            seen_size = EXCLUDED.seen_size,
+            seen_mtime = EXCLUDED.seen_mtime,
+            meta = s.meta || EXCLUDED.meta,
+            status = CASE
+                WHEN s.status IN ('leased', 'queued') THEN s.status
+                WHEN s.status = 'indexed' AND s.size = EXCLUDED.seen_size
+                     AND s.mtime = EXCLUDED.seen_mtime THEN 'indexed'
+                WHEN s.status = 'failed' AND s.seen_size IS NOT DISTINCT FROM EXCLUDED.seen_size
+                     AND s.seen_mtime IS NOT DISTINCT FROM EXCLUDED.seen_mtime
+                     AND coalesce((s.meta ->> 'retryable')::boolean, false) = false THEN 'failed'
+                WHEN EXCLUDED.seen_mtime > %(cutoff)s THEN 'pending'
+                ELSE 'queued' END
+        """,
+        {
+            "cid": collection_id,
+            "cutoff": settle_cutoff,
+            "paths": paths,
+            "sizes": sizes,
+            "mtimes": mtimes,
+            "etags": etags,
+        },
+    )
+
+
+def requeue(conn: psycopg.Connection, collection_id: int, ids: Sequence[int]) -> None:
+    if ids:
+        conn.execute(
+            "UPDATE dbembed.sources SET status = 'queued' WHERE collection_id = %s AND id = ANY(%s)"
+            " AND status IN ('indexed', 'failed', 'pending')",
+            (collection_id, list(ids)),
+        )
+
+
+def indexed_under(
+    conn: psycopg.Connection, collection_id: int, roots: Sequence[str]
+) -> list[tuple[int, str, str]]:
+    """(id, path, content_hash) of indexed files under the roots (for --verify)."""
+    rows = conn.execute(
+        """SELECT id, path, coalesce(content_hash, '') FROM dbembed.sources
+           WHERE collection_id = %s AND status = 'indexed'
+             AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
+        (collection_id, list(roots)),
+    ).fetchall()
+    return [(int(a), str(b), str(c)) for a, b, c in rows]
+
+
+def vanished(
+    conn: psycopg.Connection, collection_id: int, roots: Sequence[str], discovery_started: Any
+) -> list[int]:
+    """Files under these roots that this discovery did not see (and nobody is working on)."""
+    rows = conn.execute(
+        """SELECT id FROM dbembed.sources
+           WHERE collection_id = %s AND status NOT IN ('missing', 'leased')
+             AND (seen_at IS NULL OR seen_at < %s)
+             AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
+        (collection_id, discovery_started, list(roots)),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def claim(
+    conn: psycopg.Connection,
+    collection_id: int,
+    roots: Sequence[str],
+    owner: str,
+    lease_s: float,
+    run_id: int | None,
+    limit: int = 1,
+) -> list[Claim]:
+    """Lease up to ``limit`` queued (or abandoned: lease expired) files, largest first."""
+    rows = conn.execute(
+        """
+        UPDATE dbembed.sources s
+        SET status = 'leased', lease_owner = %(owner)s,
+            lease_expires = now() + make_interval(secs => %(lease)s),
+            attempts = s.attempts + 1, run_id = %(run)s
+        WHERE s.id IN (
+            SELECT id FROM dbembed.sources
+            WHERE collection_id = %(cid)s
+              AND (status = 'queued' OR (status = 'leased' AND lease_expires < now()))
+              AND EXISTS (SELECT 1 FROM unnest(%(roots)s::text[]) r WHERE starts_with(path, r))
+            ORDER BY seen_size DESC NULLS LAST, id
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED)
+        RETURNING s.id, s.path, s.seen_size, s.seen_mtime, s.size, s.mtime, s.content_hash, s.meta
+        """,
+        {
+            "owner": owner,
+            "lease": lease_s,
+            "run": run_id,
+            "cid": collection_id,
+            "roots": list(roots),
+            "limit": limit,
+        },
+    ).fetchall()
+    return [Claim(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7] or {}) for r in rows]
+
+
+def heartbeat(conn: psycopg.Connection, owner: str, lease_s: float) -> int:
+    """Extend our leases.  SKIP LOCKED: a row locked by our own file transaction needs no extension
+    (nobody can steal a row we hold locked) and must not block the heartbeat."""
+    cur = conn.execute(
+        """UPDATE dbembed.sources SET lease_expires = now() + make_interval(secs => %s)
+           WHERE id IN (SELECT id FROM dbembed.sources WHERE lease_owner = %s AND status = 'leased'
+                        FOR UPDATE SKIP LOCKED)""",
+        (lease_s, owner),
+    )
+    return cur.rowcount or 0
+
+
+def lock_lease(conn: psycopg.Connection, source_id: int, owner: str) -> None:
+    """Inside the file transaction: lock our source row and check we still hold the lease."""
+    row = conn.execute(
+        "SELECT lease_owner FROM dbembed.sources WHERE id = %s FOR UPDATE", (source_id,)
+    ).fetchone()
+    if row is None or row[0] != owner:
+        raise LeaseLost(f"lease on source {source_id} was taken over by {row[0] if row else 'nobody'}")
+
+
+def mark_indexed(conn: psycopg.Connection, source_id: int, owner: str, fields: dict[str, Any]) -> None:
+    cur = conn.execute(
+        """UPDATE dbembed.sources SET status = 'indexed', error = %(error)s, size = %(size)s, mtime = %(mtime)s,
+               seen_size = %(size)s, seen_mtime = %(mtime)s,
+               content_hash = coalesce(%(content_hash)s, content_hash), tables = %(tables)s, rows = %(rows)s,
+               chunks = %(chunks)s, model = %(model)s, processed_at = now(), duration_s = %(duration_s)s,
+               run_id = %(run_id)s, lease_owner = NULL, lease_expires = NULL,
+               meta = (meta - 'retryable') || %(meta)s::jsonb
+           WHERE id = %(id)s AND lease_owner = %(owner)s""",
+        {**fields, "meta": json.dumps(fields.get("meta") or {}), "id": source_id, "owner": owner},
+    )
+    if cur.rowcount != 1:
+        raise LeaseLost(f"lease on source {source_id} was lost before commit")
+
+
+def mark_failed(
+    conn: psycopg.Connection,
+    source_id: int,
+    owner: str,
+    error: str,
+    *,
+    seen_size: int | None,
+    seen_mtime: float | None,
+    retryable: bool,
+    duration_s: float,
+    run_id: int | None,
+) -> bool:
+    """Record a failure; the file's previously indexed chunks are left as they were."""
+    cur = conn.execute(
+        """UPDATE dbembed.sources SET status = 'failed', error = %s, seen_size = %s, seen_mtime = %s,
+               processed_at = now(), duration_s = %s, run_id = %s, lease_owner = NULL, lease_expires = NULL,
+               meta = meta || jsonb_build_object('retryable', %s::boolean)
+           WHERE id = %s AND lease_owner = %s""",
+        (error[:2000], seen_size, seen_mtime, duration_s, run_id, retryable, source_id, owner),
+    )
+    return cur.rowcount == 1
+
+
+def release(conn: psycopg.Connection, source_id: int, owner: str, status: str = "queued") -> None:
+    """Give a claimed file back (still being written -> pending; interrupted -> queued)."""
+    conn.execute(
+        """UPDATE dbembed.sources SET status = %s, lease_owner = NULL, lease_expires = NULL
+           WHERE id = %s AND lease_owner = %s""",
+        (status, source_id, owner),
+    )
+
+
+def release_all(conn: psycopg.Connection, owner: str) -> None:
+    conn.execute(
+        """UPDATE dbembed.sources SET status = 'queued', lease_owner = NULL, lease_expires = NULL
+           WHERE lease_owner = %s AND status = 'leased'""",
+        (owner,),
+    )
+
+
+def retry_failed(conn: psycopg.Connection, collection_id: int, paths: Sequence[str] | None = None) -> int:
+    if paths:
+        cur = conn.execute(
+            "UPDATE dbembed.sources SET status = 'queued' WHERE collection_id = %s AND status = 'failed'"
+            " AND path = ANY(%s)",
+            (collection_id, list(paths)),
+        )
+    else:
+        cur = conn.execute(
+            "UPDATE dbembed.sources SET status = 'queued' WHERE collection_id = %s AND status = 'failed'",
+            (collection_id,),
+        )
+    return cur.rowcount or 0

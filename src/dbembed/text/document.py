@@ -1,0 +1,107 @@
+"""Turn one row into the text that gets embedded.
+
+The default document names the table and each text column
+(``Album | Title: Let There Be Rock | Artist: AC/DC``): column names carry
+meaning that the values alone lack ("Title" vs "Composer"), and the table name
+lets one index serve several tables.  A per-table template from the config
+replaces this layout entirely.  Whitespace is tidied only lightly (runs of
+spaces/tabs, trailing spaces, runs of blank lines) and nothing is
+Unicode-normalised, so Japanese and other scripts pass through untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from string import Formatter
+from typing import Any
+
+from dbembed.read import Row, TableInfo
+from dbembed.read.introspect import template_fields
+
+_HSPACE = re.compile(r"[ \t\f\v\u00a0]+")  # not U+3000: the ideographic space is part of Japanese text
+_TRAILING = re.compile(r"[ \t]+\n")
+_BLANK_LINES = re.compile(r"\n{3,}")
+SEPARATOR = " | "
+
+
+def normalize_ws(text: str) -> str:
+    """Collapse horizontal whitespace runs and blank-line runs; strip the ends."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _HSPACE.sub(" ", text)
+    text = _TRAILING.sub("\n", text)
+    text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip()
+
+
+def value_text(value: Any) -> str:
+    """A column value as text; '' for NULL, empty and binary values that are not UTF-8."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return ""
+    return normalize_ws(str(value))
+
+
+class _LenientFormatter(Formatter):
+    """``str.format`` where a missing or NULL field is '' and a bad format spec falls back to str()."""
+
+    def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
+        if isinstance(key, int):
+            return args[key] if key < len(args) else ""
+        value = kwargs.get(key)
+        if value is None:  # SQLite names are case-insensitive; so are template fields
+            value = kwargs.get(_casefold_key(kwargs, key))
+        return "" if value is None else value
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
+        try:
+            return super().get_field(field_name, args, kwargs)
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return "", field_name
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, bytes):
+            value = value_text(value)
+        try:
+            return super().format_field(value, format_spec)
+        except (ValueError, TypeError):
+            return str(value)
+
+
+def _casefold_key(mapping: dict[str, Any], key: str) -> str:
+    folded = key.casefold()
+    for k in mapping:
+        if k.casefold() == folded:
+            return k
+    return key
+
+
+_FORMATTER = _LenientFormatter()
+
+
+def render_template(template: str, values: dict[str, Any]) -> str:
+    try:
+        return _FORMATTER.vformat(template, (), values)
+    except ValueError:  # unbalanced braces: treat the template as plain text
+        return template
+
+
+def row_document(table: TableInfo, row: Row) -> str | None:
+    """The text to embed for ``row``, or None when the row has no text at all."""
+    if table.template:
+        fields = template_fields(table.template)
+        if fields and not any(value_text(row.values.get(_casefold_key(row.values, f))) for f in fields):
+            return None  # "{Title} by {Artist}" with no title and no artist is not a document
+        text = normalize_ws(render_template(table.template, row.values))
+        return text or None
+    parts = []
+    for col in table.text_columns:
+        text = value_text(row.values.get(col))
+        if text:
+            parts.append(f"{col}: {text}")
+    if not parts:
+        return None
+    return table.name + SEPARATOR + SEPARATOR.join(parts)

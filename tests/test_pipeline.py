@@ -1,0 +1,151 @@
+"""End-to-end: real SQLite trees, the real embedded PostgreSQL, the real MiniLM model."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from dbembed import api_lib
+from dbembed.errors import CollectionMismatch
+from tests.helpers import PLANTED, index_state, make_db, make_tree, tickets_for
+
+
+@pytest.fixture()
+def run(settings, minilm):  # noqa: ANN001, ANN201
+    """index() with the session's model (loaded once) and the per-test database."""
+    api_lib._providers[(settings.model, settings.device, settings.dimensions)] = minilm
+
+    def _run(roots, **overrides):  # noqa: ANN001, ANN202
+        return api_lib.index([str(r) for r in roots], settings, **overrides)
+
+    return _run
+
+
+def test_index_search_status_and_sidecar(tmp_path: Path, settings, run) -> None:  # noqa: ANN001
+    root = tmp_path / "tree"
+    paths = make_tree(root, files=4)
+    summary = run([root])
+    assert summary.files_ok == 4 and summary.files_failed == 0 and summary.exit_code == 0
+    assert summary.rows == 4 * 12 + 1  # the numbers-only metrics table has nothing to embed
+    assert summary.chunks == 4 * 12 + 1
+    hits = api_lib.search("refund for a damaged order", k=3, settings=settings)
+    assert hits[0].text.endswith(PLANTED) and hits[0].path == str(paths[0]) and hits[0].table == "tickets"
+    assert hits[0].row_key == "999"
+    assert hits[0].score > hits[-1].score
+    # filters
+    only = api_lib.search("refund for a damaged order", k=3, settings=settings, file="load_1.db")
+    assert only and all(h.path.endswith("load_1.db") for h in only)
+    # sidecar per document 000
+    side = json.loads(Path(str(paths[0]) + ".embedding_metadata.json").read_text())
+    for key in ("file_path", "file_size", "processed_at", "embedding_model", "status", "chunk_count"):
+        assert key in side
+    assert side["status"] == "processed" and side["chunk_count"] == 13 and side["file_path"] == str(paths[0])
+    st = api_lib.status(settings)
+    coll = st["collections"][0]
+    assert coll["files"]["indexed"] == 4 and coll["chunks"] == 49 and coll["runs"][0]["status"] == "ok"
+
+
+def test_bad_files_recorded_and_run_goes_on(tmp_path: Path, settings, run) -> None:  # noqa: ANN001
+    root = tmp_path / "tree"
+    make_tree(root, files=2)
+    (root / "notsqlite.db").write_text("hello, I am a text file pretending to be a database")
+    (root / "empty.db").write_bytes(b"")
+    good = make_db(root / "soon_corrupt.db", tickets_for(7))
+    first = run([root])
+    assert first.files_failed == 2 and first.files_ok == 3 and first.exit_code == 1
+    reasons = {Path(f["file"]).name: f["error"] for f in first.failures}
+    assert "SQLite" in reasons["notsqlite.db"] or "header" in reasons["notsqlite.db"]
+    assert "empty" in reasons["empty.db"] or "0 bytes" in reasons["empty.db"]
+    before = [r for r in index_state(settings.database_url) if r[1] == str(good)]
+    assert before
+    # Corrupt a file that was indexed: it fails, and what it had indexed stays.
+    data = good.read_bytes()
+    good.write_bytes(data[:100] + b"\x00" * 50 + data[150 : len(data) // 2])
+    second = run([root])
+    assert any(Path(f["file"]).name == "soon_corrupt.db" for f in second.failures)
+    after = [r for r in index_state(settings.database_url) if r[1] == str(good)]
+    assert after == before
+
+
+def test_rerun_unchanged_embeds_nothing(tmp_path: Path, settings, run) -> None:  # noqa: ANN001
+    root = tmp_path / "tree"
+    make_tree(root, files=3)
+    first = run([root])
+    state = index_state(settings.database_url)
+    again = run([root])
+    assert again.files_ok == 0 and again.files_skipped == 3 and again.texts_embedded == 0
+    assert index_state(settings.database_url) == state
+    assert first.texts_embedded > 0
+
+
+def test_row_level_diff_only_embeds_changed_rows(tmp_path: Path, settings, run) -> None:  # noqa: ANN001
+    root = tmp_path / "tree"
+    paths = make_tree(root, files=2)
+    run([root])
+    conn = sqlite3.connect(paths[1])
+    conn.execute("UPDATE tickets SET body = 'The espresso machine leaks water from the bottom.' WHERE id = 2")
+    conn.execute("DELETE FROM tickets WHERE id = 3")
+    conn.execute(
+        "INSERT INTO tickets VALUES (50, 'New', 'My parcel was left in the rain and the box is soaked.', 2)"
+    )
+    conn.commit()
+    conn.close()
+    second = run([root])
+    assert second.files_ok == 1 and second.files_skipped == 1
+    assert second.texts_embedded == 2  # the changed and the new row, nothing else
+    rows = {(r[1], r[3]) for r in index_state(settings.database_url)}
+    assert (str(paths[1]), "3") not in rows and (str(paths[1]), "50") in rows
+    hit = api_lib.search("espresso machine leaking", k=1, settings=settings)[0]
+    assert hit.row_key == "2" and hit.path == str(paths[1])
+
+
+def test_duplicate_texts_embedded_once(tmp_path: Path, settings, run) -> None:  # noqa: ANN001
+    root = tmp_path / "dups"
+    same = [(i + 1, "Same subject", "Exactly the same complaint text in every file.") for i in range(10)]
+    for i in range(3):
+        make_db(root / f"d{i}.db", same)
+    summary = run([root])
+    assert summary.chunks == 30 and summary.texts_embedded == 1 and summary.texts_reused == 29
+
+
+def test_vanished_file_chunks_removed_or_kept(tmp_path: Path, settings, run) -> None:  # noqa: ANN001
+    root = tmp_path / "tree"
+    paths = make_tree(root, files=3)
+    run([root])
+    paths[2].unlink()
+    summary = run([root])
+    assert summary.files_missing == 1
+    assert not [r for r in index_state(settings.database_url) if r[1] == str(paths[2])]
+    paths[1].unlink()
+    run([root], keep_missing=True)
+    assert [r for r in index_state(settings.database_url) if r[1] == str(paths[1])]
+    with psycopg.connect(settings.database_url) as conn:
+        status = conn.execute(
+            "SELECT status FROM dbembed.sources WHERE path = %s", (str(paths[1]),)
+        ).fetchone()
+    assert status == ("missing",)
+
+
+def test_settling_files_are_left_pending(tmp_path: Path, settings, run) -> None:  # noqa: ANN001
+    root = tmp_path / "tree"
+    make_tree(root, files=2)
+    summary = run([root], settle_s=3600)
+    assert summary.files_pending == 2 and summary.files_ok == 0
+    later = run([root], settle_s=0)
+    assert later.files_ok == 2
+
+
+def test_other_model_never_mixes_vectors(tmp_path: Path, settings, run) -> None:  # noqa: ANN001
+    root = tmp_path / "tree"
+    make_tree(root, files=1)
+    run([root], collection="shared")
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute("UPDATE dbembed.collections SET model = 'local:other-model' WHERE name = 'shared'")
+    with pytest.raises(CollectionMismatch, match="must not mix"):
+        run([root], collection="shared")
