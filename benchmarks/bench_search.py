@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks.common import PgServer, Results, timer
 
-QUERIES = 100
+QUERIES = 50
 K = 10
 
 

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     want = set(args.only or SECTIONS)
     long = args.long
-    files, rows = (8, 1500) if long else (4, 400)
+    files, rows = (8, 1500) if long else (4, 250)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -42,7 +42,10 @@ def _seed(env: ApiEnv) -> dict[str, Any]:
 def _bob_intact(env: ApiEnv, keys: dict[str, dict[str, str]]) -> None:
     turns = env.client.get("/v1/chats/1/turns", headers=keys["bob"]).json()["items"]
     assert [t["user_input"] for t in turns] == [SECRET]
-    assert len(env.client.get("/v1/memory/search", headers=keys["bob"], params={"q": "PIN"}).json()["items"]) == 2
+    assert (
+        len(env.client.get("/v1/memory/search", headers=keys["bob"], params={"q": "PIN"}).json()["items"])
+        == 2
+    )
 
 
 def test_user_a_cannot_reach_user_b_through_any_endpoint(api_env: ApiEnv) -> None:  # noqa: F811
@@ -89,14 +92,15 @@ HOSTILE = [
 
 
 def test_hostile_strings_in_every_parameter(api_env: ApiEnv) -> None:  # noqa: F811
-    seeded = _seed(api_env)
-    keys, c = seeded["keys"], api_env.client
+    keys = _seed(api_env)["keys"]
     svc = api_env.key("t1")
     for bad in HOSTILE:
         _hostile(api_env, keys, svc, bad)
     _bob_intact(api_env, keys)
     assert api_env.store.conn.execute("SELECT count(*) FROM dbembed.api_keys").fetchone()[0] == 5
-    assert api_env.store.conn.execute("SELECT count(*) FROM dbembed.chat_turns").fetchone()[0] == 3 + len(HOSTILE)
+    assert api_env.store.conn.execute("SELECT count(*) FROM dbembed.chat_turns").fetchone()[0] == 3 + len(
+        HOSTILE
+    )
 
 
 def _hostile(api_env: ApiEnv, keys: dict[str, dict[str, str]], svc: dict[str, str], bad: str) -> None:  # noqa: F811
@@ -134,11 +138,15 @@ def test_rls_hides_other_users_from_a_query_without_user_filter(api_env: ApiEnv)
     alice = Actor("alice", "t1")
     with scoped(conn, alice, rls=True):
         assert conn.execute("SELECT current_user").fetchone()[0] == "dbembed_app"
-        rows = conn.execute("SELECT user_id, user_input FROM dbembed.chat_turns").fetchall()  # no WHERE at all
+        rows = conn.execute(
+            "SELECT user_id, user_input FROM dbembed.chat_turns"
+        ).fetchall()  # no WHERE at all
         assert rows == [("alice", "alice's own note about tea")]
         users = conn.execute(f"SELECT DISTINCT user_id FROM {mem_table}").fetchall()
         assert users == [("alice",)]
-        assert conn.execute("UPDATE dbembed.chat_turns SET user_input = 'pwned'").rowcount == 1  # only alice's
+        assert (
+            conn.execute("UPDATE dbembed.chat_turns SET user_input = 'pwned'").rowcount == 1
+        )  # only alice's
         assert conn.execute(f"DELETE FROM {mem_table}").rowcount == 1
     # Writing a row for another user is refused by the policy's WITH CHECK.
     with pytest.raises(psycopg.errors.InsufficientPrivilege), scoped(conn, alice, rls=True):
@@ -153,10 +161,14 @@ def test_rls_hides_other_users_from_a_query_without_user_filter(api_env: ApiEnv)
     with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
         conn.execute("SET LOCAL ROLE dbembed_app")
         conn.execute("SELECT * FROM dbembed.api_keys")
-    role = conn.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'dbembed_app'").fetchone()
+    role = conn.execute(
+        "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'dbembed_app'"
+    ).fetchone()
     assert role == (False, False)
     assert conn.execute(
         "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'dbembed.chat_turns'::regclass"
     ).fetchone() == (True, True)
-    assert conn.execute("SELECT count(*) FROM dbembed.chat_turns WHERE user_input = 'pwned'").fetchone()[0] == 1
+    assert (
+        conn.execute("SELECT count(*) FROM dbembed.chat_turns WHERE user_input = 'pwned'").fetchone()[0] == 1
+    )
     assert conn.execute("SELECT count(*) FROM dbembed.chat_turns WHERE user_id = 'bob'").fetchone()[0] == 2

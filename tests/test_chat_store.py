@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -82,7 +82,7 @@ def test_sync_is_idempotent_resumable_and_caches_by_hash(store) -> None:  # noqa
     assert all("Kyoto" not in h.summary for h in store.search(BOB, "Kyoto travel", k=10))
     assert [h.chat_id for h in store.search(ALICE, "bread", k=5, theme="travel")] == [1]
     assert len(store.search(ALICE, "bread", k=5)) == 3
-    future = datetime.now(timezone.utc) + timedelta(days=1)
+    future = datetime.now(UTC) + timedelta(days=1)
     assert store.search(ALICE, "bread", since=future) == []
     assert len(store.search(ALICE, "bread", until=future)) == 3
     mem = store.get_memory(ALICE, hits[0].id)
@@ -101,7 +101,7 @@ def test_long_turn_is_trimmed_to_model_limit(store) -> None:  # noqa: ANN001
 
 
 def test_delete_user_and_retention(store) -> None:  # noqa: ANN001
-    old = datetime.now(timezone.utc) - timedelta(days=40)
+    old = datetime.now(UTC) - timedelta(days=40)
     store.add_turn(ALICE, 1, "old conversation about skiing", "ok", created_at=old)
     store.add_turn(ALICE, 2, "new conversation about surfing", "ok")
     store.add_turn(BOB, 1, "bob's things", "ok")

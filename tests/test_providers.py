@@ -55,7 +55,7 @@ def make_settings(tmp_path: Path, url: str, **over: Any):  # noqa: ANN201
         openai_base_url=url + "/v1",
         concurrency=4,
         max_retries=8,
-        request_timeout_s=0.5,
+        request_timeout_s=5.0,  # generous: the machine may be busy; timeout tests lower it
         retry_backoff_s=0.01,
         retry_backoff_max_s=0.05,
     )
@@ -130,15 +130,18 @@ def test_cohere_batches_of_96_and_input_types(tmp_path: Path) -> None:
 
 def test_flaky_bedrock_gives_the_same_vectors_as_a_healthy_one(tmp_path: Path, caplog) -> None:  # noqa: ANN001
     caplog.set_level(logging.DEBUG)  # botocore's debug logs include request headers
-    texts = corpus(120)
+    texts = corpus(80)
     faults = Faults(
-        throttle_rate=0.15, quota_rate=0.05, error_rate=0.1, timeout_rate=0.04, timeout_sleep_s=0.8
+        throttle_rate=0.15, quota_rate=0.05, error_rate=0.1, timeout_rate=0.04, timeout_sleep_s=2.5
     )
     results = {}
     for name in ("healthy", "flaky"):
         with FakeEmbeddingServer(faults if name == "flaky" else None) as srv:
             for model in (TITAN_V2, COHERE):
-                p = BedrockProvider(model, make_settings(tmp_path, srv.url, batch_size=16, concurrency=6))
+                p = BedrockProvider(
+                    model,
+                    make_settings(tmp_path, srv.url, batch_size=16, concurrency=6, request_timeout_s=1.0),
+                )
                 results[name, model] = (p.embed_documents(texts), p.usage.as_dict())
                 p.close()
             stats = srv.stats
@@ -173,8 +176,8 @@ def test_rejected_text_fails_alone_after_bisection(tmp_path: Path) -> None:
 
 def test_timeouts_halve_the_batch(tmp_path: Path) -> None:
     texts = corpus(96)
-    with FakeEmbeddingServer(Faults(slow_over_texts=24, timeout_sleep_s=0.8)) as srv:
-        p = BedrockProvider(COHERE, make_settings(tmp_path, srv.url))
+    with FakeEmbeddingServer(Faults(slow_over_texts=24, timeout_sleep_s=2.5)) as srv:
+        p = BedrockProvider(COHERE, make_settings(tmp_path, srv.url, request_timeout_s=1.0))
         vecs = p.embed_documents(texts)
         sizes = list(srv.stats.batch_sizes)
         p.embed_documents(texts)  # later batches start at the smaller size
@@ -203,7 +206,7 @@ def test_access_denied_is_fatal_without_retries(tmp_path: Path) -> None:
 
 
 def test_throttling_lowers_the_in_flight_limit(tmp_path: Path) -> None:
-    texts = corpus(120)
+    texts = corpus(80)
     with FakeEmbeddingServer(Faults(max_in_flight=2, latency_s=0.02)) as srv:
         p = BedrockProvider(TITAN_V2, make_settings(tmp_path, srv.url, concurrency=8))
         vecs = p.embed_documents(texts)
@@ -271,9 +274,11 @@ def test_openai_respects_retry_after(tmp_path: Path) -> None:
 def test_openai_unknown_model_probes_dimensions_and_flaky_equals_healthy(tmp_path: Path) -> None:
     texts = corpus(400)
     out = []
-    for faults in (None, Faults(throttle_rate=0.2, error_rate=0.1, timeout_rate=0.05, timeout_sleep_s=0.8)):
+    for faults in (None, Faults(throttle_rate=0.2, error_rate=0.1, timeout_rate=0.05, timeout_sleep_s=2.5)):
         with FakeEmbeddingServer(faults, unknown_dims=48) as srv:
-            p = OpenAIProvider("bge-m3", make_settings(tmp_path, srv.url, batch_size=32))
+            p = OpenAIProvider(
+                "bge-m3", make_settings(tmp_path, srv.url, batch_size=32, request_timeout_s=1.0)
+            )
             assert p.dimensions == 48 and p.price_per_1k_tokens is None and p.estimate_cost(1000) is None
             out.append(p.embed_documents(texts))
             assert p.usage.texts == len(texts)

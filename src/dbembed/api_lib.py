@@ -55,7 +55,7 @@ def index(
     from dbembed.run.index import index as run_index
 
     s = get_settings(settings, **overrides)
-    return run_index(roots, s, provider=provider_for(s), on_file=on_file, on_start=on_start)
+    return run_index(roots, s, provider_factory=provider_for, on_file=on_file, on_start=on_start)
 
 
 def search(
@@ -199,11 +199,12 @@ def dry_run(
 
     s = get_settings(settings, **overrides)
     started = time.perf_counter()
+    root_list = normalize_roots(roots)  # a mistyped root fails before the model loads
     provider = provider_for(s)
     chunker = make_chunker(s, provider)
     totals = {"files": 0, "files_unreadable": 0, "rows": 0, "chunks": 0, "tokens": 0, "chars": 0}
     distinct: set[int] = set()
-    for found in discover(normalize_roots(roots), s):
+    for found in discover(root_list, s):
         totals["files"] += 1
         try:
             with materialize(found, s) as local, SqliteSource(Path(local), s) as src:

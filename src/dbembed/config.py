@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     db_sslmode: str | None = None
     db_sslrootcert: Path | None = None
     db_connect_timeout_s: float = 10.0
-    db_resume_wait_s: float = 180.0  # how long to retry while Aurora resumes from auto-pause
+    # How long to retry a refused/starting server (Aurora resuming from auto-pause takes up to ~2 min).
+    # None = 180 s for AWS targets (RDS/Aurora host, Secrets Manager, IAM auth), 10 s elsewhere.
+    db_resume_wait_s: float | None = None
     aws_region: str | None = None
     aws_profile: str | None = None
 
@@ -153,6 +155,12 @@ class Settings(BaseSettings):
         return (init_settings, env_settings)
 
     # ------------------------------------------------------------------------------
+    def resume_wait_s(self, conninfo: str = "") -> float:
+        if self.db_resume_wait_s is not None:
+            return max(0.0, float(self.db_resume_wait_s))
+        aws = bool(self.db_secret_id or self.db_iam_auth) or ".rds.amazonaws.com" in (conninfo or "")
+        return 180.0 if aws else 10.0
+
     def resolved_data_dir(self) -> Path:
         if self.data_dir is not None:
             return Path(self.data_dir).expanduser()
@@ -169,9 +177,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    # Allow an optional [dbembed] table so the file can be shared with other tools.
+    # Allow an optional [dbembed] table so the file can be shared with other tools: then the
+    # other top-level keys that are not settings belong to those tools and are left alone.
     if isinstance(data.get("dbembed"), dict):
-        data = {**{k: v for k, v in data.items() if k != "dbembed"}, **data["dbembed"]}
+        top = {k: v for k, v in data.items() if k != "dbembed" and k in Settings.model_fields}
+        data = {**top, **data["dbembed"]}
     return data
 
 

@@ -45,7 +45,9 @@ def principal(
         if scheme.lower() == "bearer":
             token = value.strip()
     if not token:
-        raise HTTPException(401, "missing API key (Authorization: Bearer <key>)", {"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "missing API key (Authorization: Bearer <key>)", {"WWW-Authenticate": "Bearer"}
+        )
     with state(request).connection() as conn:
         key = verify_token(conn, token)
     if key is None:

@@ -65,8 +65,12 @@ class Metrics:
             for route, h in sorted(self.durations.items()):
                 r = _esc(route)
                 for i, bound in enumerate(BUCKETS):
-                    out.append(f'dbembed_http_request_duration_seconds_bucket{{route="{r}",le="{bound}"}} {int(h[i])}')
-                out.append(f'dbembed_http_request_duration_seconds_bucket{{route="{r}",le="+Inf"}} {int(h[-1])}')
+                    out.append(
+                        f'dbembed_http_request_duration_seconds_bucket{{route="{r}",le="{bound}"}} {int(h[i])}'
+                    )
+                out.append(
+                    f'dbembed_http_request_duration_seconds_bucket{{route="{r}",le="+Inf"}} {int(h[-1])}'
+                )
                 out.append(f'dbembed_http_request_duration_seconds_sum{{route="{r}"}} {h[-2]:.6f}')
                 out.append(f'dbembed_http_request_duration_seconds_count{{route="{r}"}} {int(h[-1])}')
             out += [

@@ -28,7 +28,9 @@ ThemeQ = Annotated[str | None, Query(max_length=512)]
 class TurnIn(BaseModel):
     user_input: str = Field(description="What the user said.")
     bot_response: str = Field("", description="What the bot answered.")
-    theme: str | None = Field(None, max_length=512, description="Chat theme; default: the chat's current one.")
+    theme: str | None = Field(
+        None, max_length=512, description="Chat theme; default: the chat's current one."
+    )
     turn_no: int | None = Field(None, ge=0, le=2**31 - 1, description="Default: next number in the chat.")
 
 
@@ -57,7 +59,9 @@ def add_turn(chat_id: ChatId, body: TurnIn, me: ActorDep, s: StoreDep, request: 
 
 
 @router.get("/chats")
-def list_chats(me: ActorDep, s: StoreDep, limit: Limit = 50, cursor: Cursor = None, theme: ThemeQ = None) -> Any:
+def list_chats(
+    me: ActorDep, s: StoreDep, limit: Limit = 50, cursor: Cursor = None, theme: ThemeQ = None
+) -> Any:
     """The user's chats, most recently active first."""
     return s.list_chats(me, limit=limit, cursor=cursor, theme=theme).as_dict()
 

@@ -40,7 +40,7 @@ class AppState:
         from psycopg_pool import ConnectionPool
 
         from dbembed.errors import DatabaseUnavailable
-        from dbembed.store.connection import connect, conninfo, try_register_vector
+        from dbembed.store.connection import connect, conninfo
         from dbembed.store.migrate import migrate
 
         conn = connect(self.settings, register_vector=False)  # clear DatabaseUnavailable message if down
@@ -53,7 +53,7 @@ class AppState:
             min_size=1,
             max_size=max(1, self.settings.api_db_pool_size),
             kwargs={"autocommit": True, "connect_timeout": max(1, int(self.settings.db_connect_timeout_s))},
-            configure=try_register_vector,
+            configure=_configure,
             open=False,
         )
         try:
@@ -71,3 +71,10 @@ class AppState:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    """Register pgvector's types on every pooled connection."""
+    from dbembed.store.connection import try_register_vector
+
+    try_register_vector(conn)

@@ -107,11 +107,11 @@ def add_turn(
     who, params = _who(h, actor)
     params |= {"chat": chat_id, "theme": theme, "input": user_input, "response": bot_response}
     params |= {"turn": turn_no, "created": created_at}
-    if theme is None:  # a chat keeps its theme: inherit the latest turn's
+    if theme is None and h.mapped:  # a chat keeps its theme: inherit the latest turn's
         row = conn.execute(
-            sql.SQL("SELECT {th} FROM {t} t WHERE {who} AND {c} = %(chat)s ORDER BY {id} DESC LIMIT 1").format(
-                th=h.col("theme"), t=h.table, who=who, c=h.col("chat"), id=h.col("id")
-            ),
+            sql.SQL(
+                "SELECT {th} FROM {t} t WHERE {who} AND {c} = %(chat)s ORDER BY {id} DESC LIMIT 1"
+            ).format(th=h.col("theme"), t=h.table, who=who, c=h.col("chat"), id=h.col("id")),
             params,
         ).fetchone()
         params["theme"] = row[0] if row else ""
@@ -151,16 +151,19 @@ def _insert(conn: psycopg.Connection, h: HistoryTable, who: sql.Composable, para
         row = conn.execute(
             """INSERT INTO dbembed.chat_turns
                    (tenant_id, user_id, theme, chat_id, turn_no, user_input, bot_response, created_at)
-               VALUES (%(tenant)s, %(user)s, %(theme)s, %(chat)s,
+               VALUES (%(tenant)s, %(user)s,
+                       coalesce(%(theme)s::text, (SELECT theme FROM dbembed.chat_turns WHERE tenant_id = %(tenant)s
+                                AND user_id = %(user)s AND chat_id = %(chat)s ORDER BY turn_no DESC LIMIT 1), ''),
+                       %(chat)s,
                        coalesce(%(turn)s, (SELECT coalesce(max(turn_no) + 1, 0) FROM dbembed.chat_turns
                                             WHERE tenant_id = %(tenant)s AND user_id = %(user)s
                                               AND chat_id = %(chat)s)),
                        %(input)s, %(response)s, coalesce(%(created)s, now()))
-               RETURNING id, turn_no, created_at""",
+               RETURNING id, turn_no, created_at, theme""",
             params,
         ).fetchone()
         assert row is not None
-        new_id, turn_no, created = row
+        new_id, turn_no, created, params["theme"] = row
     return Turn(
         int(new_id), params["user"], params["theme"], params["chat"], int(turn_no),
         params["input"], params["response"], created,
@@ -190,7 +193,12 @@ def list_chats(
 
 
 def list_turns(
-    conn: psycopg.Connection, h: HistoryTable, actor: Actor, chat_id: int, limit: int, cursor: str | None = None
+    conn: psycopg.Connection,
+    h: HistoryTable,
+    actor: Actor,
+    chat_id: int,
+    limit: int,
+    cursor: str | None = None,
 ) -> Page:
     """A chat's turns, newest first."""
     who, params = _who(h, actor)
@@ -213,14 +221,16 @@ def list_turns(
     return Page(items, nxt)
 
 
-def delete_history(conn: psycopg.Connection, h: HistoryTable, actor: Actor, chat_id: int | None = None) -> int:
+def delete_history(
+    conn: psycopg.Connection, h: HistoryTable, actor: Actor, chat_id: int | None = None
+) -> int:
     """Delete the actor's turns (of one chat, or all); returns the number deleted."""
     who, params = _who(h, actor)
     params["chat"] = chat_id
     cur = conn.execute(
-        sql.SQL("DELETE FROM {t} t WHERE {who} AND (%(chat)s::bigint IS NULL OR {c} = %(chat)s::bigint)").format(
-            t=h.table, who=who, c=h.col("chat")
-        ),
+        sql.SQL(
+            "DELETE FROM {t} t WHERE {who} AND (%(chat)s::bigint IS NULL OR {c} = %(chat)s::bigint)"
+        ).format(t=h.table, who=who, c=h.col("chat")),
         params,
     )
     return cur.rowcount

@@ -11,7 +11,7 @@ is the cheaper plan when a user has few memories.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,8 +74,10 @@ def search(
     """The actor's ``k`` memories nearest to ``query_vector`` (optionally by theme and time)."""
     if since is not None and until is not None and since > until:
         raise InvalidInput("'since' must not be after 'until'")
-    conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-    conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(settings.hnsw_ef_search, k)),))
+    conn.execute(
+        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', %s, true)",
+        (str(max(settings.hnsw_ef_search, k)),),
+    )
     params = {
         "tenant": actor.tenant_id, "user": actor.user_id, "theme": theme, "since": since, "until": until,
         "k": k, "q": np.asarray(query_vector, dtype=np.float32),
@@ -87,7 +89,12 @@ def search(
         "AND (%(until)s::timestamptz IS NULL OR {at} < %(until)s::timestamptz) "
         "ORDER BY {d} LIMIT %(k)s) hits ORDER BY distance"
     ).format(
-        cols=_select(mt), d=mt.distance_sql(), t=mt.table, who=_who(mt), th=mt.col("theme"), at=mt.col("source_at")
+        cols=_select(mt),
+        d=mt.distance_sql(),
+        t=mt.table,
+        who=_who(mt),
+        th=mt.col("theme"),
+        at=mt.col("source_at"),
     )
     return [_hit(r) for r in conn.execute(q, params).fetchall()]
 
@@ -106,9 +113,9 @@ def get_memory(conn: psycopg.Connection, mt: MemoryTable, actor: Actor, memory_i
 
 
 def delete_memory(conn: psycopg.Connection, mt: MemoryTable, actor: Actor, chat_id: int | None = None) -> int:
-    q = sql.SQL("DELETE FROM {t} m WHERE {who} AND (%(chat)s::bigint IS NULL OR {c} = %(chat)s::bigint)").format(
-        t=mt.table, who=_who(mt), c=mt.col("chat")
-    )
+    q = sql.SQL(
+        "DELETE FROM {t} m WHERE {who} AND (%(chat)s::bigint IS NULL OR {c} = %(chat)s::bigint)"
+    ).format(t=mt.table, who=_who(mt), c=mt.col("chat"))
     return conn.execute(q, {"tenant": actor.tenant_id, "user": actor.user_id, "chat": chat_id}).rowcount
 
 
@@ -121,7 +128,7 @@ def expire(conn: psycopg.Connection, mt: MemoryTable, days: float) -> tuple[int,
     """
     if days < 0:
         raise InvalidInput("retention days must be >= 0")
-    cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+    cutoff = datetime.now(UTC) - timedelta(days=days)
     with conn.transaction():
         n = conn.execute(
             sql.SQL("DELETE FROM {t} m WHERE {at} < %s").format(t=mt.table, at=mt.col("source_at")), (cutoff,)

@@ -74,12 +74,12 @@ def scoped(conn: psycopg.Connection, actor: Actor | None, *, rls: bool) -> Itera
     """
     with conn.transaction():
         if actor is not None:
+            # One round trip; set_config('role', ..., true) is SET LOCAL ROLE.
             conn.execute(
-                "SELECT set_config('dbembed.tenant_id', %s, true), set_config('dbembed.user_id', %s, true)",
+                "SELECT set_config('dbembed.tenant_id', %s, true), set_config('dbembed.user_id', %s, true)"
+                + (f", set_config('role', '{APP_ROLE}', true)" if rls else ""),
                 (actor.tenant_id, actor.user_id),
             )
-            if rls:
-                conn.execute(f"SET LOCAL ROLE {APP_ROLE}")
         elif rls:
             raise AccessDenied("an API request must act for a user")
         yield conn

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
@@ -37,16 +37,16 @@ def space_name(settings: Settings, model_id: str, dimensions: int) -> str:
     return f"{slug}-{dimensions}"
 
 
-def _native(row: tuple[object, ...]) -> MemoryTable:
+def _native(row: tuple[Any, ...]) -> MemoryTable:
     sid, model, dims, vtype = row
     return MemoryTable(
-        sql.Identifier("dbembed", f"chat_memory_{int(sid)}"),  # type: ignore[call-overload]
+        sql.Identifier("dbembed", f"chat_memory_{int(sid)}"),
         NATIVE_MEMORY,
         mapped=False,
-        dimensions=int(dims),  # type: ignore[call-overload]
+        dimensions=int(dims),
         vector_type=str(vtype),
         distance="ip",
-        space_id=int(sid),  # type: ignore[call-overload]
+        space_id=int(sid),
         model=str(model),
     )
 
@@ -79,22 +79,31 @@ def memory_table(
             _check(str(other[0]), table.dimensions, model_id, dims, where)
         # The mapped table is registered as a space too (dbembed's schema, not the team's
         # tables): it records the model and holds the retention horizon.
-        row = _space_row(conn, settings, f"mapped:{mapping['memory_table']}", model_id, dims, create, mapped=True)
+        row = _space_row(
+            conn, settings, f"mapped:{mapping['memory_table']}", model_id, dims, create, mapped=True
+        )
         if row is not None:
             _check(str(row[1]), int(row[2]), model_id, dims, where)
-        sid = int(row[0]) if row is not None else None  # type: ignore[call-overload]
+        sid = int(row[0]) if row is not None else None
         return dataclasses.replace(table, model=model_id, space_id=sid)
     name = space_name(settings, model_id, dims)
     row = _space_row(conn, settings, name, model_id, dims, create, mapped=False)
     if row is None:
         return None
-    _check(str(row[1]), int(row[2]), model_id, dims, f"memory space {name!r}")  # type: ignore[call-overload]
+    _check(str(row[1]), int(row[2]), model_id, dims, f"memory space {name!r}")
     return _native(row)
 
 
 def _space_row(
-    conn: psycopg.Connection, settings: Settings, name: str, model_id: str, dims: int, create: bool, *, mapped: bool
-) -> tuple[object, ...] | None:
+    conn: psycopg.Connection,
+    settings: Settings,
+    name: str,
+    model_id: str,
+    dims: int,
+    create: bool,
+    *,
+    mapped: bool,
+) -> tuple[Any, ...] | None:
     row = conn.execute(
         "SELECT id, model, dimensions, vector_type FROM dbembed.chat_memory_spaces WHERE name = %s", (name,)
     ).fetchone()
@@ -107,17 +116,20 @@ def horizon(conn: psycopg.Connection, table: MemoryTable) -> object:
     """Turns older than this were expired by retention and must not be synced again."""
     if table.space_id is None:
         return None
-    row = conn.execute("SELECT horizon FROM dbembed.chat_memory_spaces WHERE id = %s", (table.space_id,)).fetchone()
+    row = conn.execute(
+        "SELECT horizon FROM dbembed.chat_memory_spaces WHERE id = %s", (table.space_id,)
+    ).fetchone()
     return row[0] if row else None
 
 
 def _create_space(
     conn: psycopg.Connection, settings: Settings, name: str, model_id: str, dims: int, *, mapped: bool
-) -> tuple[object, ...]:
+) -> tuple[Any, ...]:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SPACE_LOCK,))
         row = conn.execute(
-            "SELECT id, model, dimensions, vector_type FROM dbembed.chat_memory_spaces WHERE name = %s", (name,)
+            "SELECT id, model, dimensions, vector_type FROM dbembed.chat_memory_spaces WHERE name = %s",
+            (name,),
         ).fetchone()
         if row is not None:
             return tuple(row)
@@ -172,7 +184,8 @@ def all_memory_tables(conn: psycopg.Connection, settings: Settings) -> list[Memo
     if mapping is not None:
         table = mapped_memory(conn, mapping)
         row = conn.execute(
-            "SELECT id FROM dbembed.chat_memory_spaces WHERE name = %s", (f"mapped:{mapping['memory_table']}",)
+            "SELECT id FROM dbembed.chat_memory_spaces WHERE name = %s",
+            (f"mapped:{mapping['memory_table']}",),
         ).fetchone()
         return [dataclasses.replace(table, space_id=int(row[0]) if row else None)]
     rows = conn.execute(

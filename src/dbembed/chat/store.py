@@ -9,7 +9,7 @@ row-level security.  Batch jobs (sync, retention) run as the connecting role.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dbembed.chat import history, memory
@@ -70,7 +70,9 @@ class ChatStore:
         key = f"memory:{self.provider.model_id}:{self.provider.dimensions}"
         mt = self._cache.get(key)
         if mt is None:
-            mt = memory_table(self.conn, self.settings, self.provider.model_id, self.provider.dimensions, create=create)
+            mt = memory_table(
+                self.conn, self.settings, self.provider.model_id, self.provider.dimensions, create=create
+            )
             if mt is not None:
                 self._cache[key] = mt
         return mt
@@ -94,16 +96,28 @@ class ChatStore:
         check_text(bot_response, "bot response", limit)
         with scoped(self.conn, actor, rls=self.rls) as conn:
             return history.add_turn(
-                conn, self.history, actor, chat_id, user_input, bot_response, self._theme(theme), turn_no, created_at
+                conn,
+                self.history,
+                actor,
+                chat_id,
+                user_input,
+                bot_response,
+                self._theme(theme),
+                turn_no,
+                created_at,
             )
 
     def list_chats(
         self, actor: Actor, *, limit: int = 50, cursor: str | None = None, theme: str | None = None
     ) -> history.Page:
         with scoped(self.conn, actor, rls=self.rls) as conn:
-            return history.list_chats(conn, self.history, actor, self._page(limit), cursor, self._theme(theme))
+            return history.list_chats(
+                conn, self.history, actor, self._page(limit), cursor, self._theme(theme)
+            )
 
-    def list_turns(self, actor: Actor, chat_id: int, *, limit: int = 50, cursor: str | None = None) -> history.Page:
+    def list_turns(
+        self, actor: Actor, chat_id: int, *, limit: int = 50, cursor: str | None = None
+    ) -> history.Page:
         check_chat_id(chat_id)
         with scoped(self.conn, actor, rls=self.rls) as conn:
             return history.list_turns(conn, self.history, actor, chat_id, self._page(limit), cursor)
@@ -118,7 +132,10 @@ class ChatStore:
 
     def _delete(self, actor: Actor, chat_id: int | None) -> dict[str, int]:
         with scoped(self.conn, actor, rls=self.rls) as conn:
-            mem = sum(memory.delete_memory(conn, mt, actor, chat_id) for mt in all_memory_tables(conn, self.settings))
+            mem = sum(
+                memory.delete_memory(conn, mt, actor, chat_id)
+                for mt in all_memory_tables(conn, self.settings)
+            )
             turns = history.delete_history(conn, self.history, actor, chat_id)
         return {"turns_deleted": turns, "memories_deleted": mem}
 
@@ -190,11 +207,11 @@ class ChatStore:
             deleted += n
         turns = 0
         if include_history:
-            from datetime import timedelta, timezone
+            from datetime import timedelta
 
             from psycopg import sql
 
-            cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+            cutoff = datetime.now(UTC) - timedelta(days=days)
             h = self.history
             turns = self.conn.execute(
                 sql.SQL("DELETE FROM {} t WHERE {} < %s").format(h.table, h.col("created")), (cutoff,)

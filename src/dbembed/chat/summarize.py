@@ -94,7 +94,9 @@ class OpenAICompatibleSummarizer:
         except httpx.HTTPError as exc:
             raise EmbeddingError(f"summarizer {self.model_id} unreachable: {exc}") from exc
         if resp.status_code != 200:
-            raise EmbeddingError(f"summarizer {self.model_id} answered HTTP {resp.status_code}: {resp.text[:200]}")
+            raise EmbeddingError(
+                f"summarizer {self.model_id} answered HTTP {resp.status_code}: {resp.text[:200]}"
+            )
         try:
             text = resp.json()["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:

@@ -74,7 +74,11 @@ def content_hash(text: str) -> str:
 
 
 def _vectors(
-    conn: psycopg.Connection, mt: MemoryTable, provider: EmbeddingProvider, items: list[_Item], res: SyncResult
+    conn: psycopg.Connection,
+    mt: MemoryTable,
+    provider: EmbeddingProvider,
+    items: list[_Item],
+    res: SyncResult,
 ) -> dict[str, np.ndarray]:
     """Vectors by content hash: from the space's existing memories, else embedded once."""
     digests = sorted({i.digest for i in items})
@@ -113,8 +117,12 @@ def _write(conn: psycopg.Connection, mt: MemoryTable, items: list[_Item], vecs: 
     holders = sql.SQL(", ").join(
         sql.SQL("%s::{}").format(sql.SQL(mt.vector_type)) if c == "vector" else sql.SQL("%s") for c in cols
     )
-    conflict = sql.SQL(" ON CONFLICT (turn_id) WHERE kind = 'turn' DO NOTHING") if not mt.mapped else sql.SQL("")
-    q = sql.SQL("INSERT INTO {t} ({names}) VALUES ({holders})").format(t=mt.table, names=names, holders=holders)
+    conflict = (
+        sql.SQL(" ON CONFLICT (turn_id) WHERE kind = 'turn' DO NOTHING") if not mt.mapped else sql.SQL("")
+    )
+    q = sql.SQL("INSERT INTO {t} ({names}) VALUES ({holders})").format(
+        t=mt.table, names=names, holders=holders
+    )
     rows = []
     for i in items:
         if i.digest not in vecs:
@@ -141,9 +149,9 @@ def _turn_batch(
     conn: psycopg.Connection, h: HistoryTable, mt: MemoryTable, after: int, limit: int, horizon: Any
 ) -> list[tuple[Any, ...]]:
     turn = (
-        sql.SQL("(SELECT count(*) FROM {t} t2 WHERE t2.{u} = t.{u} AND t2.{c} = t.{c} AND t2.{id} < t.{id})").format(
-            t=h.table, u=h.raw("user"), c=h.raw("chat"), id=h.raw("id")
-        )
+        sql.SQL(
+            "(SELECT count(*) FROM {t} t2 WHERE t2.{u} = t.{u} AND t2.{c} = t.{c} AND t2.{id} < t.{id})"
+        ).format(t=h.table, u=h.raw("user"), c=h.raw("chat"), id=h.raw("id"))
         if h.mapped
         else h.col("turn")
     )
@@ -161,17 +169,23 @@ def _turn_batch(
 
 
 def _chat_batch(
-    conn: psycopg.Connection, h: HistoryTable, mt: MemoryTable, after: list[Any] | None, limit: int, horizon: Any
+    conn: psycopg.Connection,
+    h: HistoryTable,
+    mt: MemoryTable,
+    after: list[Any] | None,
+    limit: int,
+    horizon: Any,
 ) -> list[tuple[Any, ...]]:
     """Chats with turns their stored summary does not cover yet."""
     key = sql.SQL("({}, {}, {})").format(h.col("tenant"), h.col("user"), h.col("chat"))
     q = sql.SQL(
-        "SELECT {ten}, {u}, {c}, count(*), max({cr}), (array_agg({th} ORDER BY {id} DESC))[1] FROM {t} t "
+        "SELECT g.* FROM (SELECT {ten} AS ten, {u} AS u, {c} AS c, count(*) AS n, max({cr}) AS last_at, "
+        "(array_agg({th} ORDER BY {id} DESC))[1] AS theme FROM {t} t "
         "WHERE %(after)s::text IS NULL OR {key} > (%(a0)s::text, %(a1)s::text, %(a2)s::bigint) "
-        "GROUP BY 1, 2, 3 "
-        "HAVING (%(horizon)s::timestamptz IS NULL OR max({cr}) >= %(horizon)s::timestamptz) "
-        "AND NOT EXISTS (SELECT 1 FROM {m} m WHERE {mkind} = 'chat' AND {mten} = {ten} "
-        "AND {mu} = {u} AND {mc} = {c} AND {mturn} >= count(*) - 1) "
+        "GROUP BY 1, 2, 3) g "
+        "WHERE (%(horizon)s::timestamptz IS NULL OR g.last_at >= %(horizon)s::timestamptz) "
+        "AND NOT EXISTS (SELECT 1 FROM {m} m WHERE {mkind} = 'chat' AND {mten} = g.ten "
+        "AND {mu} = g.u AND {mc} = g.c AND {mturn} >= g.n - 1) "
         "ORDER BY 1, 2, 3 LIMIT %(n)s"
     ).format(
         ten=h.col("tenant"), u=h.col("user"), c=h.col("chat"), cr=h.col("created"), th=h.col("theme"),
@@ -183,7 +197,9 @@ def _chat_batch(
     return conn.execute(q, params).fetchall()
 
 
-def _chat_turns(conn: psycopg.Connection, h: HistoryTable, tenant: str, user: str, chat: int) -> list[tuple[str, str]]:
+def _chat_turns(
+    conn: psycopg.Connection, h: HistoryTable, tenant: str, user: str, chat: int
+) -> list[tuple[str, str]]:
     q = sql.SQL("SELECT {i}, {r} FROM {t} t WHERE {ten} = %s AND {u} = %s AND {c} = %s ORDER BY {id}").format(
         i=h.col("input"), r=h.col("response"), t=h.table, ten=h.col("tenant"), u=h.col("user"),
         c=h.col("chat"), id=h.col("id"),

@@ -66,7 +66,9 @@ def add_turn(
 ) -> None:  # fmt: skip
     """Store one turn of a chat."""
     with _store(config, database_url, data_dir) as store:
-        turn = store.add_turn(_actor(user, tenant), chat_id, user_input, bot_response, theme=theme, turn_no=turn_no)
+        turn = store.add_turn(
+            _actor(user, tenant), chat_id, user_input, bot_response, theme=theme, turn_no=turn_no
+        )
     if as_json:
         emit_json(turn.as_dict())
     else:
@@ -84,7 +86,9 @@ def list_chats(
     """A user's chats, most recently active first."""
     with _store(config, database_url, data_dir) as store:
         page = store.list_chats(_actor(user, tenant), limit=limit, cursor=cursor, theme=theme)
-    _print_page(page, as_json, lambda c: f"{c.chat_id}\t{c.theme}\t{c.turns} turns\tlast {c.last_at:%Y-%m-%d %H:%M}")
+    _print_page(
+        page, as_json, lambda c: f"{c.chat_id}\t{c.theme}\t{c.turns} turns\tlast {c.last_at:%Y-%m-%d %H:%M}"
+    )
 
 
 @chat_app.command("list-turns")
@@ -157,7 +161,9 @@ def delete_user(
         typer.confirm(f"Delete all chat history and memory of user {user!r} (tenant {tenant!r})?", abort=True)
     with _store(config, database_url, data_dir) as store:
         out = store.delete_user(_actor(user, tenant))
-    emit_json(out) if as_json else typer.echo(f"{out['turns_deleted']} turns, {out['memories_deleted']} memories deleted")
+    emit_json(out) if as_json else typer.echo(
+        f"{out['turns_deleted']} turns, {out['memories_deleted']} memories deleted"
+    )
 
 
 @chat_app.command("retention")

@@ -67,10 +67,23 @@ def run_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count files, rows, chunks, tokens, cost; embed nothing.")
     ] = False,
+    s3_metadata: Annotated[
+        bool | None, typer.Option("--s3-metadata", help="Write metadata JSON next to S3 objects.")
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="text, or json (one event per line).")
+    ] = None,
+    emf: Annotated[
+        bool | None, typer.Option("--emf/--no-emf", help="Print CloudWatch Embedded Metric Format lines.")
+    ] = None,
+    metrics_file: Annotated[
+        Path | None, typer.Option("--metrics-file", help="Write Prometheus textfile metrics here.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Find, read, embed and store every SQLite file under ROOTS (incremental, resumable)."""
     from dbembed import api_lib
+    from dbembed.run import monitoring
 
     s = _settings(
         config,
@@ -89,7 +102,12 @@ def run_cmd(
         keep_missing=keep_missing,
         embed_cache=False if no_cache else None,
         vector_type=vector_type,
+        s3_metadata=s3_metadata,
+        log_format=log_format,
+        emf=emf,
+        metrics_file=metrics_file,
     )
+    monitoring.install(s)
     if dry_run:
         report = api_lib.dry_run(roots, s)
         if json_out:

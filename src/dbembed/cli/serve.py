@@ -6,9 +6,19 @@ from typing import Annotated, Any
 
 import typer
 
-from dbembed.cli.common import ConfigOpt, DatabaseUrlOpt, DataDirOpt, JsonOpt, ModelOpt, emit_json, handle_errors
+from dbembed.cli.common import (
+    ConfigOpt,
+    DatabaseUrlOpt,
+    DataDirOpt,
+    JsonOpt,
+    ModelOpt,
+    emit_json,
+    handle_errors,
+)
 
-keys_app = typer.Typer(help="API keys: each bound to a tenant, and optionally to one user.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys: each bound to a tenant, and optionally to one user.", no_args_is_help=True
+)
 
 
 def _conn(config: Any, database_url: Any, data_dir: Any) -> Any:
@@ -67,7 +77,9 @@ def create(
     if as_json:
         emit_json({**key.as_dict(), "token": token})
     else:
-        typer.echo(f"key {key.id} (tenant {key.tenant_id}, user {key.user_id or '*'}) - store this token now:")
+        typer.echo(
+            f"key {key.id} (tenant {key.tenant_id}, user {key.user_id or '*'}) - store this token now:"
+        )
         typer.echo(token)
 
 

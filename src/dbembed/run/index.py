@@ -174,10 +174,14 @@ def index(
     settings: Settings,
     *,
     provider: EmbeddingProvider | None = None,
+    provider_factory: Callable[[Settings], EmbeddingProvider] | None = None,
     on_file: Callable[[Any], None] | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> RunSummary:
-    """Run once over ``roots`` and return what happened (also recorded in ``dbembed.runs``)."""
+    """Run once over ``roots`` and return what happened (also recorded in ``dbembed.runs``).
+
+    The model is loaded (``provider_factory``, default ``get_provider``) only after the roots
+    and the database checked out, so a typo or an unreachable server fails in a moment."""
     from dbembed.embed.registry import get_provider
     from dbembed.run.worker import make_owner, worker_loop
     from dbembed.store.collections import ensure_hnsw
@@ -186,9 +190,9 @@ def index(
 
     started = time.perf_counter()
     root_list = normalize_roots(roots)
-    provider = provider or get_provider(settings)
     conn = connect(settings)
     try:
+        provider = provider or (provider_factory or get_provider)(settings)
         migrate(conn)
         from dbembed.store.connection import try_register_vector
 
@@ -202,6 +206,9 @@ def index(
         run_id = run_store.start_run(conn, coll.id, make_owner(), root_list)
         since = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
         found = _discover_and_queue(conn, coll, root_list, settings)
+        from dbembed.run.pipeline import read_fingerprint
+
+        source_store.requeue_stale_settings(conn, coll.id, root_list, read_fingerprint(settings))
         if settings.verify:
             _verify(conn, coll, root_list)
         missing = _handle_vanished(conn, coll, root_list, since, settings.keep_missing)

@@ -14,6 +14,7 @@ new ones commit; a crash at any point rolls the whole file back.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import queue
 import threading
@@ -100,6 +101,18 @@ def row_hash(salt: str, table: str, document: str) -> bytes:
     h.update(b"\x00")
     h.update(document.encode("utf-8", "surrogatepass"))
     return h.digest()
+
+
+def read_fingerprint(settings: Settings) -> str:
+    """What, besides the file itself, decides a file's documents and chunks.  Stored per file;
+    a run with other values (``--views``, ``[tables]`` overrides, chunk sizes) re-reads the file."""
+    data = {
+        "include_views": settings.include_views,
+        "tables": {k: v.model_dump(mode="json") for k, v in sorted(settings.tables.items())},
+        "chunk_overlap": settings.chunk_overlap,
+        "max_chunk_tokens": settings.max_chunk_tokens,
+    }
+    return hashlib.blake2b(json.dumps(data, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
 class FileIndexer:
@@ -306,6 +319,7 @@ class FileIndexer:
                         "used_snapshot": result.used_snapshot,
                         "rejected": stats.rejected,
                         "worker": self.owner,
+                        "read_fp": read_fingerprint(self.settings),
                     },
                 },
             )

@@ -148,7 +148,6 @@ def worker_loop(
     from dbembed.embed.registry import get_provider
     from dbembed.run.embedder import CachingEmbedder
     from dbembed.run.pipeline import FileIndexer
-    from dbembed.run.sidecar import write_sidecar
     from dbembed.store.collections import check_compatible, require_collection
     from dbembed.store.connection import connect
 
@@ -185,7 +184,7 @@ def worker_loop(
                 _record(conn, run_id, res)
                 events.info("file", extra={"event": {"event": "file", "run_id": run_id, **res.event()}})
                 if settings.sidecar and res.status in ("indexed", "failed"):
-                    _sidecar(write_sidecar, coll.name, coll.model, provider.dimensions, res)
+                    _sidecar(settings, coll.name, coll.model, provider.dimensions, res)
                 if on_file is not None:
                     on_file(res)
     finally:
@@ -218,32 +217,44 @@ def _record(conn: psycopg.Connection, run_id: int | None, res: FileResult) -> No
     run_store.add_counts(conn, run_id, counts)
 
 
-def _sidecar(write: Any, collection: str, model: str, dims: int, res: FileResult) -> None:
-    if res.path.startswith("s3://"):
-        return
+def _sidecar(settings: Settings, collection: str, model: str, dims: int, res: FileResult) -> None:
+    """Document 000's per-file metadata: next to a local file, or next to an S3 object with --s3-metadata."""
     from datetime import UTC, datetime
 
-    write(
-        res.path,
-        {
-            "file_path": res.path,
-            "file_size": res.size,
-            "processed_at": datetime.now(UTC).isoformat(),
-            "embedding_model": model,
-            "status": "processed" if res.status == "indexed" else res.status,
-            "chunk_count": res.chunks,
-            "tables": res.tables,
-            "rows": res.rows,
-            "rows_changed": res.rows_changed,
-            "rows_deleted": res.rows_deleted,
-            "dimensions": dims,
-            "texts_embedded": res.texts_embedded,
-            "texts_reused": res.texts_reused,
-            "duration_s": round(res.duration_s, 4),
-            "error": res.error,
-            "collection": collection,
-        },
-    )
+    payload = {
+        "file_path": res.path,
+        "file_size": res.size,
+        "processed_at": datetime.now(UTC).isoformat(),
+        "embedding_model": model,
+        "status": "processed" if res.status == "indexed" else res.status,
+        "chunk_count": res.chunks,
+        "tables": res.tables,
+        "rows": res.rows,
+        "rows_changed": res.rows_changed,
+        "rows_deleted": res.rows_deleted,
+        "dimensions": dims,
+        "texts_embedded": res.texts_embedded,
+        "texts_reused": res.texts_reused,
+        "duration_s": round(res.duration_s, 4),
+        "error": res.error,
+        "collection": collection,
+    }
+    if not res.path.startswith("s3://"):
+        from dbembed.run.sidecar import write_sidecar
+
+        write_sidecar(res.path, payload)
+        return
+    if not settings.s3_metadata:
+        return
+    from dbembed.discover import FoundFile
+    from dbembed.discover.s3 import put_sidecar
+    from dbembed.errors import SourceError
+
+    found = FoundFile(path=res.path, root="", size=res.size or 0, mtime=res.mtime or 0.0, header_ok=True)
+    try:
+        put_sidecar(found, payload, settings)
+    except SourceError as exc:
+        log.warning("could not write S3 metadata for %s: %s", res.path, exc)
 
 
 def spawn_target(

@@ -55,14 +55,15 @@ def embedded_conninfo(data_dir: Path, database: str = "postgres") -> str:
 
 def conninfo(settings: Settings) -> str:
     """The connection string for these settings (starting the embedded server if needed)."""
-    if settings.database_url:
-        return settings.database_url
     if settings.db_secret_id or settings.db_iam_auth:
+        # Credentials from Secrets Manager / a fresh IAM token, merged into the URL when one is set.
         try:
             from dbembed.store.aws_auth import aws_conninfo  # type: ignore[import-not-found]
         except ImportError as exc:  # pragma: no cover
             raise DatabaseUnavailable(f"AWS database authentication unavailable: {exc}") from exc
         return str(aws_conninfo(settings))
+    if settings.database_url:
+        return settings.database_url
     return embedded_conninfo(settings.resolved_data_dir())
 
 

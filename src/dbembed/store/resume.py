@@ -110,7 +110,7 @@ def connect_with_retry(
         mode = aws_auth.default_sslmode(settings)
         if mode:
             kwargs["sslmode"] = mode
-    budget = max(0.0, float(settings.db_resume_wait_s))
+    budget = settings.resume_wait_s(info)
     start = time.monotonic()
     delay = FIRST_DELAY_S
     attempt = 0

@@ -97,6 +97,20 @@ def requeue(conn: psycopg.Connection, collection_id: int, ids: Sequence[int]) ->
         )
 
 
+def requeue_stale_settings(
+    conn: psycopg.Connection, collection_id: int, roots: Sequence[str], read_fp: str
+) -> int:
+    """Queue indexed files under the roots that were read with other document settings
+    (``meta.read_fp``, see ``dbembed.run.pipeline.read_fingerprint``): e.g. a rerun with ``--views``."""
+    cur = conn.execute(
+        """UPDATE dbembed.sources SET status = 'queued'
+           WHERE collection_id = %s AND status = 'indexed' AND meta ->> 'read_fp' IS DISTINCT FROM %s
+             AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
+        (collection_id, read_fp, list(roots)),
+    )
+    return cur.rowcount or 0
+
+
 def indexed_under(
     conn: psycopg.Connection, collection_id: int, roots: Sequence[str]
 ) -> list[tuple[int, str, str]]:
