@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -41,8 +42,21 @@ SECTIONS = (
 DEFAULT_COMPETITOR_PYTHON = "/tmp/venv-bench/bin/python"
 
 
+_REPORT: Path | None = None  # the results file, rewritten after every section
+
+
+def _write(res: Results) -> None:
+    _headline_ratios(res)
+    if _REPORT is not None:
+        _REPORT.parent.mkdir(parents=True, exist_ok=True)
+        _REPORT.write_text(render_markdown(res), encoding="utf-8")
+
+
 def _guard(res: Results, section: str, fn: Callable[[], object]) -> object:
-    """Run one section; failures become a "not available" line with the reason."""
+    """Run one section; failures become a "not available" line with the reason.
+
+    The results file is rewritten after each section, so a run cut short keeps what it measured.
+    """
     print(f"== {section}", flush=True)
     t0 = time.perf_counter()
     try:
@@ -55,6 +69,7 @@ def _guard(res: Results, section: str, fn: Callable[[], object]) -> object:
             traceback.print_exc()
     finally:
         print(f"   ({time.perf_counter() - t0:.1f}s)", flush=True)
+        _write(res)
     return None
 
 
@@ -70,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--keep", action="store_true", help="Keep the scratch directory.")
     args = ap.parse_args(argv)
+    global _REPORT
+    _REPORT = args.out / f"{dt.date.today().isoformat()}-{machine_name()}{'-long' if args.long else ''}.md"
+    # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the embedded server is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     want = set(args.only or SECTIONS)
     long = args.long
     files, rows = (8, 1500) if long else (4, 250)
@@ -135,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
         if "memory" in want:
             sizes = (0.1, 1.0) if long else (0.01, 0.1)
             _guard(res, "memory", lambda: dbe.peak_memory(res, work, pg, sizes))
-        _headline_ratios(res)
     finally:
         pg.close()
         if not args.keep:
@@ -143,10 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     res.facts["total_s"] = round(time.perf_counter() - started, 1)
     print()
     print(render_table(res))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{dt.date.today().isoformat()}-{machine_name()}{'-long' if long else ''}.md"
-    path.write_text(render_markdown(res), encoding="utf-8")
-    print(f"\nwrote {path}")
+    _write(res)
+    print(f"\nwrote {_REPORT}")
     return 0
 
 
@@ -156,7 +172,6 @@ def _headline_ratios(res: Results) -> None:
     raw = res.get("throughput", "raw model")
     lc = res.get("throughput", "LangChain PGVector add_texts")
     llm = res.get("throughput", "llm embed-multi (minus startup)")
-    res.ratios[:0] = []
     first = [
         ("dbembed end-to-end / raw model (docs/s)", dbe_rate / raw if dbe_rate and raw else None, 0.9),
         ("dbembed / LangChain PGVector (docs/s)", dbe_rate / lc if dbe_rate and lc else None, 2.0),
@@ -164,7 +179,10 @@ def _headline_ratios(res: Results) -> None:
     ]
     from benchmarks.common import Ratio
 
-    res.ratios[:0] = [Ratio(name, value, target, ">=") for name, value, target in first]
+    names = {name for name, _, _ in first}
+    res.ratios[:] = [Ratio(n, v, t, ">=") for n, v, t in first] + [
+        r for r in res.ratios if r.name not in names
+    ]
 
 
 if __name__ == "__main__":

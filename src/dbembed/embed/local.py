@@ -123,7 +123,12 @@ class SentenceTransformerProvider(EmbeddingProvider):
             model = model.half()
         self._model = model
         dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        self.dimensions = int(dim_fn())
+        dims = dim_fn()
+        if not dims:
+            from dbembed.errors import ConfigError
+
+            raise ConfigError(f"cannot tell the embedding dimension of the model in {self.path}")
+        self.dimensions = int(dims)
         # max_seq_length counts [CLS]/[SEP]; max_tokens is what the chunker may put in a chunk.
         specials = int(
             getattr(model.tokenizer, "num_special_tokens_to_add", lambda pair=False: 2)(pair=False)
