@@ -99,7 +99,7 @@ class Settings(BaseSettings):
 
     # --- run ---------------------------------------------------------------------
     workers: int = 1
-    embed_cache: bool = True  # reuse stored vectors of identical texts (off only to measure its effect)
+    embed_cache: bool = True  # embed each distinct text once (off: every chunk is embedded; a benchmark baseline)
     lease_s: float = 60.0
     sidecar: bool = True
     keep_missing: bool = False  # keep chunks of vanished files (status "missing") instead of deleting

@@ -79,6 +79,18 @@ def default_device() -> str:
     return "cpu"
 
 
+def _quiet_transformers() -> None:
+    """Keep model loading off the terminal: no weight-loading progress bar, no load report
+    (they would break ``--json`` pipelines and JSON log lines on stderr)."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+        pass
+
+
 class SentenceTransformerProvider(EmbeddingProvider):
     """Any sentence-transformers model directory, on CPU or GPU."""
 
@@ -118,6 +130,7 @@ class SentenceTransformerProvider(EmbeddingProvider):
 
         if self.device == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
             torch.set_num_threads(cpu_threads())
+        _quiet_transformers()
         model = SentenceTransformer(str(self.path), device=self.device)
         if self.device == "cuda":
             model = model.half()

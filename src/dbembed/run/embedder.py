@@ -86,6 +86,8 @@ class CachingEmbedder:
             if missing:
                 found.update(cached_vectors(conn, self.coll, list(dict.fromkeys(missing))))
             stats.lookup_s += time.perf_counter() - t
+        if not self.use_cache:
+            return self._embed_every_chunk(records, stats)
         # Distinct texts still without a vector, embedded once each.
         todo: dict[bytes, str] = {}
         for rec in records:
@@ -117,3 +119,14 @@ class CachingEmbedder:
             if len(stats.rejections) < 10:
                 stats.rejections.append(reason)
         return out, rejected
+
+    def _embed_every_chunk(
+        self, records: Sequence[ChunkRecord], stats: EmbedStats
+    ) -> tuple[np.ndarray, dict[int, str]]:
+        """The no-cache baseline (``--no-cache``): every chunk goes to the model, duplicates included."""
+        t = time.perf_counter()
+        vectors, rejected = self.provider.embed_documents_partial([r.text for r in records])
+        stats.embed_s += time.perf_counter() - t
+        stats.embedded += len(records) - len(rejected)
+        stats.rejected += len(rejected)
+        return vectors, rejected

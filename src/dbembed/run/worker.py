@@ -40,8 +40,8 @@ def make_owner() -> str:
 def make_chunker(settings: Settings, provider: EmbeddingProvider) -> Chunker:
     from dbembed.text.chunk import Chunker
 
-    limit = settings.max_chunk_tokens or max(8, provider.max_tokens - 2)  # room for [CLS]/[SEP]
-    limit = min(limit, provider.max_tokens)
+    # provider.max_tokens is what one input may hold (local models already exclude [CLS]/[SEP]).
+    limit = min(settings.max_chunk_tokens or provider.max_tokens, provider.max_tokens)
     return Chunker(provider.tokenizer(), limit, overlap=settings.chunk_overlap, max_chars=provider.max_chars)
 
 
