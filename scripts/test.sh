@@ -10,4 +10,5 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/python -m ruff check src tests benchmarks
+.venv/bin/python -m mypy src
 .venv/bin/python -m pytest -q "$@"

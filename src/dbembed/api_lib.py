@@ -122,7 +122,7 @@ def status(
         for coll in list_collections(conn):
             if s.collection and coll.name != s.collection:
                 continue
-            counts = dict(
+            counts: dict[str, int] = dict(
                 conn.execute(
                     "SELECT status, count(*) FROM dbembed.sources WHERE collection_id = %s GROUP BY status",
                     (coll.id,),

@@ -99,7 +99,9 @@ class Settings(BaseSettings):
 
     # --- run ---------------------------------------------------------------------
     workers: int = 1
-    embed_cache: bool = True  # embed each distinct text once (off: every chunk is embedded; a benchmark baseline)
+    embed_cache: bool = (
+        True  # embed each distinct text once (off: every chunk is embedded; a benchmark baseline)
+    )
     lease_s: float = 60.0
     sidecar: bool = True
     keep_missing: bool = False  # keep chunks of vanished files (status "missing") instead of deleting

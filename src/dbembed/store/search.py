@@ -59,7 +59,7 @@ def glob_to_like(pattern: str) -> str:
 
 def _iterative_scan_supported(conn: psycopg.Connection) -> bool:
     row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-    return bool(row) and parse_version(str(row[0])) >= (0, 8, 0)
+    return row is not None and parse_version(str(row[0])) >= (0, 8, 0)
 
 
 def search_chunks(
