@@ -71,11 +71,10 @@ def dup_heavy(res: Results, work: Path, pg: PgServer, files: int, rows: int) -> 
     off = dbembed_run(copy_tree(root, work / "dup-off"), pg.new_database("dupoff"), "--no-cache")
     res.add("duplicates", "cache on (dup-share 0.8)", on["seconds"], "s", f"{on['texts_embedded']} embedded")
     res.add("duplicates", "cache off (--no-cache)", off["seconds"], "s", f"{off['texts_embedded']} embedded")
-    # Within one run dbembed embeds each distinct text once either way; --no-cache only stops
-    # reuse of vectors stored by earlier runs.  So the figure is rows per embedded text.
+    # --no-cache embeds every chunk, duplicates included: the true no-dedup baseline.
     res.ratio(
-        "duplicate-heavy: rows / texts embedded (cache on)", on["rows"] / max(1, on["texts_embedded"]), 2.0, ">=",
-        f"cache off embedded {off['texts_embedded']}; time off/on = {off['seconds'] / on['seconds']:.2f}",
+        "duplicate-heavy: time cache off / cache on", off["seconds"] / on["seconds"], 2.0, ">=",
+        f"{on['chunks']} chunks; texts embedded: cache on {on['texts_embedded']}, off {off['texts_embedded']}",
     )  # fmt: skip
 
 

@@ -37,7 +37,7 @@ class Measurement:
 
 @dataclass
 class Ratio:
-    """A headline figure: measured value vs the issue's target (``better`` is ">=" or "<=")."""
+    """A headline figure: measured value vs the issue's target (``better`` is ">=", "<=" or "==")."""
 
     name: str
     value: float | None
@@ -49,7 +49,10 @@ class Ratio:
     def verdict(self) -> str:
         if self.value is None:
             return "n/a"
-        ok = self.value >= self.target if self.better == ">=" else self.value <= self.target
+        if self.better == "==":
+            ok = abs(self.value - self.target) < 1e-9
+        else:
+            ok = self.value >= self.target if self.better == ">=" else self.value <= self.target
         return "PASS" if ok else "FAIL"
 
 

@@ -147,3 +147,12 @@ def test_other_model_never_mixes_vectors(tmp_path: Path, settings, run) -> None:
         conn.execute("UPDATE dbembed.collections SET model = 'local:other-model' WHERE name = 'shared'")
     with pytest.raises(CollectionMismatch, match="must not mix"):
         run([root], collection="shared")
+
+
+def test_overlapping_roots_index_each_file_once(tmp_path: Path, settings, run) -> None:  # noqa: ANN001
+    root = tmp_path / "tree"
+    make_tree(root, files=3)
+    summary = run([root, root / "host0", root / "host0" / "day0" / "load_0.db"])
+    assert summary.files_found == 3 and summary.files_ok == 3
+    rows = index_state(settings.database_url)
+    assert len(rows) == len(set(rows)) == 3 * 12 + 1

@@ -26,6 +26,21 @@ __all__ = ["index", "search", "status", "retry_failed", "dry_run", "RunSummary",
 _providers: dict[tuple[str, str | None, int | None], Any] = {}
 
 
+_migrated: set[str] = set()  # databases already migrated by this process (search/status are hot paths)
+
+
+def _migrate_once(conn: Any) -> None:
+    from dbembed.store.migrate import migrate
+
+    key = f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
+    if key not in _migrated:
+        migrate(conn)
+        from dbembed.store.connection import try_register_vector
+
+        try_register_vector(conn)
+        _migrated.add(key)
+
+
 def get_settings(settings: Settings | None = None, **overrides: Any) -> Settings:
     if settings is None:
         return load_settings(**overrides)
@@ -72,7 +87,6 @@ def search(
     from dbembed.errors import UsageError
     from dbembed.store.collections import default_collection_name, list_collections, require_collection
     from dbembed.store.connection import connect
-    from dbembed.store.migrate import migrate
     from dbembed.store.search import search_chunks
 
     if not query or not query.strip():
@@ -81,7 +95,7 @@ def search(
         raise UsageError(f"k must be between 1 and 1000 (got {k})")
     s = get_settings(settings, **overrides)
     with connect(s) as conn:
-        migrate(conn)
+        _migrate_once(conn)
         if s.collection:
             coll = require_collection(conn, s.collection)
         else:
@@ -112,13 +126,12 @@ def status(
     """Per-collection file counts by status, leased work, recent runs and failures with reasons."""
     from dbembed.store.collections import list_collections
     from dbembed.store.connection import connect
-    from dbembed.store.migrate import migrate
     from dbembed.store.runs import recent_runs
 
     s = get_settings(settings, **overrides)
     out: dict[str, Any] = {"collections": []}
     with connect(s) as conn:
-        migrate(conn)
+        _migrate_once(conn)
         for coll in list_collections(conn):
             if s.collection and coll.name != s.collection:
                 continue
@@ -169,13 +182,12 @@ def retry_failed(
     """Queue failed files again (all, or the given paths); the next run indexes them."""
     from dbembed.store.collections import list_collections
     from dbembed.store.connection import connect
-    from dbembed.store.migrate import migrate
     from dbembed.store.sources import retry_failed as _retry
 
     s = get_settings(settings, **overrides)
     total = 0
     with connect(s) as conn:
-        migrate(conn)
+        _migrate_once(conn)
         for coll in list_collections(conn):
             if s.collection and coll.name != s.collection:
                 continue

@@ -102,7 +102,11 @@ def _discover_and_queue(
     cutoff = time.time() - settings.settle_s
     batch: list[Any] = []
     found = 0
+    seen: set[str] = set()  # overlapping roots (/data and /data/sub) must not list a file twice
     for f in discover(roots, settings):
+        if f.path in seen:
+            continue
+        seen.add(f.path)
         batch.append(f)
         if len(batch) >= UPSERT_BATCH:
             source_store.upsert_discovered(conn, coll.id, batch, cutoff)
