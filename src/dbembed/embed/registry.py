@@ -24,11 +24,32 @@ def split_spec(spec: str) -> tuple[str, str]:
     return scheme, rest
 
 
+BUNDLED_ALIASES = ("", "all-MiniLM-L6-v2", "all-minilm-l6-v2", "minilm")
+STATIC_ALIASES = ("minilm-static", "all-MiniLM-L6-v2-static")
+
+
+def expected_model_id(settings: Settings, spec: str | None = None) -> str:
+    """The ``model_id`` the provider for ``spec`` will report, without loading it.
+
+    Lets a run find its collection (and a no-op rerun finish) without spending seconds on a model.
+    """
+    scheme, name = split_spec(spec or settings.model)
+    if scheme == "local":
+        if name in BUNDLED_ALIASES:
+            return "local:all-MiniLM-L6-v2"
+        if name in STATIC_ALIASES:
+            return "local:minilm-static"
+        from pathlib import Path
+
+        return f"local:{Path(name)}"
+    return f"{scheme}:{name}"
+
+
 def get_provider(settings: Settings, spec: str | None = None) -> EmbeddingProvider:
     """Build the provider for ``spec`` (default: ``settings.model``)."""
     scheme, name = split_spec(spec or settings.model)
     if scheme == "local":
-        if name in ("", "all-MiniLM-L6-v2", "all-minilm-l6-v2", "minilm"):
+        if name in BUNDLED_ALIASES:
             from dbembed.embed.local import SentenceTransformerProvider
 
             return SentenceTransformerProvider(
@@ -38,7 +59,7 @@ def get_provider(settings: Settings, spec: str | None = None) -> EmbeddingProvid
                 query_prefix=settings.query_prefix,
                 document_prefix=settings.document_prefix,
             )
-        if name in ("minilm-static", "all-MiniLM-L6-v2-static"):
+        if name in STATIC_ALIASES:
             try:
                 from dbembed.embed.static import StaticModelProvider
             except ImportError as exc:

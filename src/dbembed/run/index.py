@@ -94,6 +94,18 @@ def open_collection(conn: psycopg.Connection, settings: Settings, provider: Embe
     return ensure_collection(conn, name, provider.model_id, provider.dimensions, settings)
 
 
+def _existing_collection(conn: psycopg.Connection, settings: Settings) -> Collection | None:
+    """The collection this run writes to, if it exists and holds this model's vectors."""
+    from dbembed.embed.registry import expected_model_id
+    from dbembed.store.collections import default_collection_name, get_collection
+
+    model_id = expected_model_id(settings)
+    coll = get_collection(conn, settings.collection or default_collection_name(model_id, settings.dimensions))
+    if coll is None or coll.model != model_id:
+        return None  # new collection, or a mismatch that the loaded provider will report
+    return coll
+
+
 def _discover_and_queue(
     conn: psycopg.Connection, coll: Collection, roots: list[str], settings: Settings
 ) -> int:
@@ -187,8 +199,8 @@ def index(
     The model is loaded (``provider_factory``, default ``get_provider``) only after the roots
     and the database checked out, so a typo or an unreachable server fails in a moment."""
     from dbembed.embed.registry import get_provider
-    from dbembed.run.worker import make_owner, worker_loop
-    from dbembed.store.collections import ensure_hnsw
+    from dbembed.run.worker import WorkerTotals, make_owner, worker_loop
+    from dbembed.store.collections import check_compatible, ensure_hnsw
     from dbembed.store.connection import connect
     from dbembed.store.migrate import migrate
 
@@ -196,12 +208,16 @@ def index(
     root_list = normalize_roots(roots)
     conn = connect(settings)
     try:
-        provider = provider or (provider_factory or get_provider)(settings)
         migrate(conn)
         from dbembed.store.connection import try_register_vector
 
         try_register_vector(conn)
-        coll = open_collection(conn, settings, provider)
+        # The model is loaded only when there is work: a rerun over an unchanged tree costs a stat per
+        # file and a few queries.  An existing collection of the same model id is found without it.
+        coll = _existing_collection(conn, settings)
+        if coll is None:
+            provider = provider or (provider_factory or get_provider)(settings)
+            coll = open_collection(conn, settings, provider)
         conn.execute(
             "UPDATE dbembed.runs SET status = 'interrupted', finished_at = now() WHERE status = 'running'"
             " AND heartbeat_at < now() - make_interval(secs => %s)",
@@ -220,12 +236,17 @@ def index(
         if on_start is not None:
             on_start(queued)
         run_store.add_counts(conn, run_id, {"files_missing": missing})
-        procs = _spawn_workers(settings, root_list, coll, run_id)
-        try:
-            totals = worker_loop(settings, root_list, coll.name, run_id, provider=provider, on_file=on_file)
-        finally:
-            for p in procs:
-                p.join()
+        totals = WorkerTotals()
+        procs: list[Any] = []
+        if queued:
+            provider = provider or (provider_factory or get_provider)(settings)
+            check_compatible(coll, provider.model_id, provider.dimensions)
+            procs = _spawn_workers(settings, root_list, coll, run_id)
+            try:
+                totals = worker_loop(settings, root_list, coll.name, run_id, provider=provider, on_file=on_file)
+            finally:
+                for p in procs:
+                    p.join()
         bad_children = [p.exitcode for p in procs if p.exitcode]
         hnsw_built = ensure_hnsw(conn, coll)
         row = run_store.get_run(conn, run_id)
