@@ -79,6 +79,9 @@ def run_cmd(
     metrics_file: Annotated[
         Path | None, typer.Option("--metrics-file", help="Write Prometheus textfile metrics here.")
     ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Local models: cpu, cuda, cuda:1, mps (default: auto).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Find, read, embed and store every SQLite file under ROOTS (incremental, resumable)."""
@@ -106,6 +109,7 @@ def run_cmd(
         log_format=log_format,
         emf=emf,
         metrics_file=metrics_file,
+        device=device,
     )
     monitoring.install(s)
     if dry_run:
