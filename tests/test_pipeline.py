@@ -156,3 +156,14 @@ def test_overlapping_roots_index_each_file_once(tmp_path: Path, settings, run) -
     assert summary.files_found == 3 and summary.files_ok == 3
     rows = index_state(settings.database_url)
     assert len(rows) == len(set(rows)) == 3 * 12 + 1
+
+
+def test_force_rereads_every_file_but_embeds_nothing_unchanged(tmp_path: Path, settings, run) -> None:  # noqa: ANN001
+    root = tmp_path / "tree"
+    make_tree(root, files=3)
+    run([root])
+    state = index_state(settings.database_url)
+    forced = run([root], force=True)
+    assert forced.files_ok == 3 and forced.files_skipped == 0
+    assert forced.texts_embedded == 0 and forced.chunks == 0  # every row unchanged: nothing rewritten
+    assert index_state(settings.database_url) == state

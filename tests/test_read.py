@@ -337,7 +337,29 @@ def test_column_choice_from_types_and_samples(tmp_path: Path) -> None:
         },
     )  # fmt: skip
     tables, _, _ = read_all(path)
-    assert tables["people"].text_columns == ("name", "bio", "city")
+    # city has 3 values over 30 rows: a category, dropped because bio is prose beside it.
+    assert tables["people"].text_columns == ("name", "bio")
+
+
+def test_emails_and_categories_do_not_dilute_prose(tmp_path: Path) -> None:
+    long_text = "The package arrived crushed and the customer wants a refund, case {}."
+    path = make_db(
+        tmp_path / "tickets.db",
+        "CREATE TABLE tickets (status TEXT, email TEXT, site TEXT, body TEXT);"
+        " CREATE TABLE labels (status TEXT, colour TEXT);",
+        {
+            "tickets": [
+                (["open", "pending", "closed"][i % 3], f"user{i}@example.org", f"https://example.org/t/{i}",
+                 long_text.format(i))
+                for i in range(40)
+            ],
+            "labels": [(["open", "pending", "closed"][i % 3], ["red", "green"][i % 2]) for i in range(40)],
+        },
+    )  # fmt: skip
+    tables, _, _ = read_all(path)
+    assert tables["tickets"].text_columns == ("body",)
+    # Without prose beside them, categorical columns are the content and stay.
+    assert tables["labels"].text_columns == ("status", "colour")
 
 
 def test_config_overrides(tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     exclude: list[str] = Field(default_factory=list)
     settle_s: float = 60.0
     verify: bool = False  # confirm unchanged size/mtime with a content hash
+    force: bool = False  # re-read every file (unchanged rows are still not re-embedded)
     s3_endpoint_url: str | None = None  # S3-compatible endpoint (MinIO, moto); default: AWS
     s3_cache_bytes: int = 20 * 1024**3  # local cache of downloaded S3 objects (LRU), in bytes
     s3_metadata: bool = False  # also write each file's metadata JSON next to its S3 object

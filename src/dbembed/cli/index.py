@@ -79,6 +79,9 @@ def run_cmd(
     metrics_file: Annotated[
         Path | None, typer.Option("--metrics-file", help="Write Prometheus textfile metrics here.")
     ] = None,
+    force: Annotated[
+        bool | None, typer.Option("--force", help="Re-read every file; unchanged rows are not re-embedded.")
+    ] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="Local models: cpu, cuda, cuda:1, mps (default: auto).")
     ] = None,
@@ -110,6 +113,7 @@ def run_cmd(
         emf=emf,
         metrics_file=metrics_file,
         device=device,
+        force=force,
     )
     monitoring.install(s)
     if dry_run:

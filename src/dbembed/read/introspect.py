@@ -74,6 +74,8 @@ _UUID = re.compile(r"^\{?[0-9a-f]{8}-?([0-9a-f]{4}-?){3}[0-9a-f]{12}\}?$", re.IG
 _HEX = re.compile(r"^(0x)?[0-9a-f]{12,}$", re.IGNORECASE)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,}$")
 _CODE = re.compile(r"^[A-Z0-9_-]{1,8}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$", re.IGNORECASE)
 
 
 def is_id_name(name: str) -> bool:
@@ -98,6 +100,8 @@ def classify_value(value: Any) -> str:
         return "date"
     if _UUID.match(s) or (_HEX.match(s) and any(c.isdigit() for c in s)):
         return "id"
+    if _EMAIL.match(s) or _URL.match(s):
+        return "id"  # addresses identify people and resources; they carry no meaning to embed
     if _TOKEN.match(s) and any(c.isdigit() for c in s) and any(c.isalpha() for c in s):
         return "id"
     if s.isascii() and ((len(s) <= 3 and " " not in s) or (_CODE.match(s) and any(c.isdigit() for c in s))):
@@ -260,9 +264,34 @@ def choose_text_columns(
         elif col.affinity == "NUMERIC" or not col.decl_type.strip():
             candidates[col.name] = False
     samples = _sample(conn, table, list(candidates))
-    return tuple(
+    chosen = [
         c.name for c in columns if c.name in candidates and looks_textual(samples[c.name], candidates[c.name])
-    )
+    ]
+    if any(is_prose(samples[n]) for n in chosen):
+        # Short categorical values (status, priority) would dilute the prose they sit beside.
+        chosen = [n for n in chosen if not is_categorical(samples[n])]
+    return tuple(chosen)
+
+
+def _present(values: Iterable[Any]) -> list[str]:
+    return [str(v).strip() for v in values if v is not None and not isinstance(v, bytes) and str(v).strip()]
+
+
+def is_prose(values: Iterable[Any]) -> bool:
+    """Free text: mostly distinct values, 30+ characters on average."""
+    present = _present(values)
+    if not present:
+        return False
+    return sum(map(len, present)) / len(present) >= 30 and len(set(present)) * 2 >= len(present)
+
+
+def is_categorical(values: Iterable[Any]) -> bool:
+    """A handful of short labels repeated over many rows (status, priority, country)."""
+    present = _present(values)
+    if len(present) < 20:
+        return False  # too few rows to tell
+    distinct = set(present)
+    return len(distinct) <= max(3, len(present) // 10) and sum(map(len, distinct)) / len(distinct) < 20
 
 
 def _virtual_problem(conn: sqlite3.Connection, entry: _Entry) -> str | None:

@@ -231,6 +231,13 @@ def index(
         source_store.requeue_stale_settings(conn, coll.id, root_list, read_fingerprint(settings))
         if settings.verify:
             _verify(conn, coll, root_list)
+        if settings.force:
+            conn.execute(
+                """UPDATE dbembed.sources SET status = 'queued' WHERE collection_id = %s
+                   AND status IN ('indexed', 'failed')
+                   AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
+                (coll.id, root_list),
+            )
         missing = _handle_vanished(conn, coll, root_list, since, settings.keep_missing)
         queued = _count(conn, coll.id, root_list, ("queued", "leased"))
         if on_start is not None:
@@ -243,7 +250,9 @@ def index(
             check_compatible(coll, provider.model_id, provider.dimensions)
             procs = _spawn_workers(settings, root_list, coll, run_id)
             try:
-                totals = worker_loop(settings, root_list, coll.name, run_id, provider=provider, on_file=on_file)
+                totals = worker_loop(
+                    settings, root_list, coll.name, run_id, provider=provider, on_file=on_file
+                )
             finally:
                 for p in procs:
                     p.join()
