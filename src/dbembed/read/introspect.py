@@ -264,13 +264,13 @@ def choose_text_columns(
         elif col.affinity == "NUMERIC" or not col.decl_type.strip():
             candidates[col.name] = False
     samples = _sample(conn, table, list(candidates))
-    chosen = [
+    textual = [
         c.name for c in columns if c.name in candidates and looks_textual(samples[c.name], candidates[c.name])
     ]
-    if any(is_prose(samples[n]) for n in chosen):
+    if any(is_prose(samples[n]) for n in textual):
         # Short categorical values (status, priority) would dilute the prose they sit beside.
-        chosen = [n for n in chosen if not is_categorical(samples[n])]
-    return tuple(chosen)
+        textual = [n for n in textual if not is_categorical(samples[n])]
+    return tuple(textual)
 
 
 def _present(values: Iterable[Any]) -> list[str]:
