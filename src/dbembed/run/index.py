@@ -260,6 +260,7 @@ def index(
         hnsw_built = ensure_hnsw(conn, coll)
         row = run_store.get_run(conn, run_id)
         seconds = time.perf_counter() - started
+        pending = _count(conn, coll.id, root_list, ("pending",))
         summary = RunSummary(
             run_id=run_id,
             collection=coll.name,
@@ -268,8 +269,8 @@ def index(
             files_found=found,
             files_ok=row["files_ok"],
             files_failed=row["files_failed"],
-            files_skipped=max(0, found - queued - _count(conn, coll.id, root_list, ("pending",))),
-            files_pending=_count(conn, coll.id, root_list, ("pending",)),
+            files_skipped=max(0, found - queued - pending),
+            files_pending=pending,
             files_missing=missing,
             rows=row["rows"],
             chunks=row["chunks"],

@@ -8,6 +8,7 @@ directory is a warning, never a failure: the index in PostgreSQL is the record.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,18 +34,10 @@ def write_sidecar(db_path: str | Path, payload: dict[str, Any]) -> Path | None:
                 fh.write("\n")
             os.replace(tmp, target)
         except BaseException:
-            with _suppress():
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
     except OSError as exc:
         log.warning("could not write metadata sidecar %s: %s", target, exc)
         return None
     return target
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True

@@ -105,19 +105,15 @@ def _open_with_resume_retry(info: str, settings: Settings, *, autocommit: bool) 
 
 
 def try_register_vector(conn: psycopg.Connection) -> bool:
+    """Register pgvector's types; False before migrations created the extension."""
+    import psycopg
     from pgvector.psycopg import register_vector
 
     try:
         register_vector(conn)
         return True
-    except psycopg_ProgrammingError():
+    except psycopg.ProgrammingError:
         return False
-
-
-def psycopg_ProgrammingError() -> type[Exception]:  # noqa: N802 - reads like the class it returns
-    import psycopg
-
-    return psycopg.ProgrammingError
 
 
 @contextlib.contextmanager
