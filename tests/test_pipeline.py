@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import psycopg
@@ -167,3 +168,24 @@ def test_force_rereads_every_file_but_embeds_nothing_unchanged(tmp_path: Path, s
     assert forced.files_ok == 3 and forced.files_skipped == 0
     assert forced.texts_embedded == 0 and forced.chunks == 0  # every row unchanged: nothing rewritten
     assert index_state(settings.database_url) == state
+
+
+def test_a_later_sighting_is_never_overwritten_by_an_older_one(tmp_path: Path, settings, run) -> None:  # noqa: ANN001
+    """Concurrent discoveries: an upsert whose statement began earlier must not make a file look unseen
+    since another worker's discovery started (that worker would then delete the file's chunks)."""
+    from dbembed.discover import discover
+    from dbembed.store.sources import upsert_discovered, vanished
+
+    root = tmp_path / "tree"
+    make_tree(root, files=2)
+    run([root])
+    found = list(discover([str(root)], settings))
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        cid = conn.execute("SELECT id FROM dbembed.collections").fetchone()[0]
+        # Another worker saw the files "later" than this upsert will write.
+        conn.execute("UPDATE dbembed.sources SET seen_at = clock_timestamp() + interval '1 hour'")
+        later = conn.execute("SELECT min(seen_at) FROM dbembed.sources").fetchone()[0]
+        upsert_discovered(conn, cid, found, settle_cutoff=time.time())
+        assert conn.execute("SELECT min(seen_at) FROM dbembed.sources").fetchone()[0] == later
+        since = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        assert vanished(conn, cid, [str(root) + "/"], since) == []

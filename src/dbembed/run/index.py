@@ -224,7 +224,7 @@ def index(
             (max(30.0, settings.lease_s * 3),),
         )
         run_id = run_store.start_run(conn, coll.id, make_owner(), root_list)
-        since = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        since = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
         found = _discover_and_queue(conn, coll, root_list, settings)
         from dbembed.run.pipeline import read_fingerprint
 

@@ -57,13 +57,16 @@ def upsert_discovered(
     conn.execute(
         """
         INSERT INTO dbembed.sources AS s (collection_id, path, seen_size, seen_mtime, seen_at, status, meta)
-        SELECT %(cid)s, t.p, t.sz, t.mt, now(),
+        SELECT %(cid)s, t.p, t.sz, t.mt, clock_timestamp(),
                CASE WHEN t.mt > %(cutoff)s THEN 'pending' ELSE 'queued' END,
                CASE WHEN t.et IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('etag', t.et) END
         FROM unnest(%(paths)s::text[], %(sizes)s::bigint[], %(mtimes)s::float8[], %(etags)s::text[])
              AS t(p, sz, mt, et)
         ON CONFLICT (collection_id, path) DO UPDATE SET
-            seen_at = now(),
+            -- The time of this write, never older than what another worker already wrote: a
+            -- concurrent discovery whose statement began earlier but waited on our row locks must
+            -- not make a file look unseen since our discovery started (see vanished()).
+            seen_at = greatest(s.seen_at, clock_timestamp()),
             seen_size = EXCLUDED.seen_size,
             seen_mtime = EXCLUDED.seen_mtime,
             meta = s.meta || EXCLUDED.meta,
