@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -89,14 +90,27 @@ def test_three_workers_one_killed_every_file_indexed_once(tmp_path, database_url
     root = tmp_path / "tree"
     make_tree(root, files=9, rows=30)
     clean = _clean_state(tmp_path, root, pg_server, minilm)
-    procs = [
-        _cli(root, database_url, tmp_path / "d", lease_s=2, background=True, crash=crash)
-        for crash in (None, "after_copy:2", None)
-    ]
-    codes = [p.wait(timeout=300) for p in procs]  # type: ignore[union-attr]
-    assert codes[1] == -9 and codes[0] in (0, None) and codes[2] == 0, [
-        p.stderr.read()[-1500:] for p in procs
-    ]  # type: ignore[union-attr]
+    # Three processes on one tree.  The doomed one starts first and dies inside a file's transaction (after a
+    # COPY); the others start as soon as it holds a lease, so it surely has work whatever the scheduling.
+    doomed = _cli(root, database_url, tmp_path / "d", lease_s=2, background=True, crash="after_copy:1")
+    survivors = []
+    deadline = time.monotonic() + 240
+    while not survivors and time.monotonic() < deadline:
+        try:
+            with psycopg.connect(database_url) as conn:
+                row = conn.execute("SELECT count(*) FROM dbembed.sources WHERE lease_owner LIKE %s",
+                                   (f"%:{doomed.pid}:%",)).fetchone()  # fmt: skip
+        except psycopg.errors.UndefinedTable:
+            row = (0,)
+        if (row and row[0]) or doomed.poll() is not None:
+            survivors = [
+                _cli(root, database_url, tmp_path / "d", lease_s=2, background=True) for _ in range(2)
+            ]
+        else:
+            time.sleep(0.05)
+    assert doomed.wait(timeout=300) == -9, doomed.stderr.read()[-1500:]  # type: ignore[union-attr]
+    codes = [p.wait(timeout=300) for p in survivors]  # type: ignore[union-attr]
+    assert codes == [0, 0], [p.stderr.read()[-1500:] for p in survivors]  # type: ignore[union-attr]
     # The survivors waited for the dead worker's lease to expire and finished its file.
     assert _leftover(database_url) == []
     assert index_state(database_url) == clean
