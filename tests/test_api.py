@@ -195,14 +195,22 @@ def test_files_and_runs_status(api_env: ApiEnv) -> None:
             (cid, f"/data/{i}.db", status, "not a database" if status == "failed" else None, run),
         )
     c, h = api_env.client, api_env.key(user="ops")
+    conn.execute("UPDATE dbembed.sources SET rejected_rows = 4, rejected_chunks = 1 WHERE path = '/data/2.db'")
     page = c.get("/v1/files", headers=h, params={"limit": 2}).json()
-    assert [f["path"] for f in page["items"]] == ["/data/2.db", "/data/1.db"] and page["next_cursor"]
+    assert [f["path"] for f in page["items"]] == ["/data/0.db", "/data/1.db"] and page["next_cursor"]
+    assert page["counts"] == {"indexed": 2, "failed": 1}
     rest = c.get("/v1/files", headers=h, params={"limit": 2, "cursor": page["next_cursor"]}).json()
-    assert [f["path"] for f in rest["items"]] == ["/data/0.db"] and rest["next_cursor"] is None
+    assert [(f["path"], f["rejected_rows"], f["rejected_chunks"]) for f in rest["items"]] == [("/data/2.db", 4, 1)]
+    assert rest["next_cursor"] is None
     failed = c.get("/v1/files", headers=h, params={"status": "failed"}).json()["items"]
     assert [(f["path"], f["error"], f["collection"]) for f in failed] == [
         ("/data/1.db", "not a database", "c")
     ]
+    newest = c.get("/v1/files", headers=h, params={"sort": "path", "desc": "true", "glob": "*.db"}).json()
+    assert [f["path"] for f in newest["items"]] == ["/data/2.db", "/data/1.db", "/data/0.db"]
+    assert c.get("/v1/files", headers=h, params={"sort": "colour"}).status_code == 400
+    assert c.get("/v1/files", headers=h, params={"since": "soon"}).status_code == 400
+    assert c.get("/v1/files", headers=h, params={"cursor": "x"}).status_code == 400
     runs = c.get("/v1/runs", headers=h).json()["items"]
     assert [(r["id"], r["worker"], r["status"], r["files_ok"]) for r in runs] == [(run, "w1", "ok", 3)]
     assert c.get("/v1/files").status_code == 401

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from dbembed.config import Settings, load_settings
 from dbembed.run.index import RunSummary
 from dbembed.store.search import Hit
 
-__all__ = ["index", "search", "status", "retry_failed", "dry_run", "RunSummary", "Hit", "get_settings"]
+__all__ = ["index", "search", "status", "files", "retry_failed", "dry_run", "RunSummary", "Hit", "get_settings"]
 
 # Providers are expensive to load (a transformer takes seconds); keep one per (model, device) per process.
 _providers: dict[tuple[str, str | None, int | None], Any] = {}
@@ -174,6 +175,70 @@ def status(
                 }
             )
     return out
+
+
+def parse_since(text: str | datetime | None) -> datetime | None:
+    """``--since``: an ISO 8601 date or time (UTC unless it names a zone), or an age such as
+    ``90s``, ``15m``, ``2h``, ``7d``.  Raises ``UsageError`` naming the value otherwise."""
+    import re
+    from datetime import UTC, timedelta
+
+    from dbembed.errors import UsageError
+
+    if text is None or isinstance(text, datetime):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if m:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+        return datetime.now(UTC) - timedelta(seconds=float(m.group(1)) * unit)
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r}: give an ISO date/time (2026-11-30, 2026-11-30T14:00) or an age (90s, 15m, 2h, 7d)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def files(
+    settings: Settings | None = None,
+    *,
+    status: str | None = None,
+    glob: str | None = None,
+    since: str | datetime | None = None,
+    sort: str = "path",
+    descending: bool = False,
+    limit: int = 100,
+    cursor: str | None = None,
+    rejected: bool = False,
+    with_rejections: bool = False,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """One page of the per-file listing (``dbembed files``, ``GET /v1/files``).
+
+    Returns ``{"items": [...], "next_cursor": str | None, "counts": {status: n}}``; each item has
+    ``dbembed.store.files.COLUMNS`` as keys (plus ``rejections``, a list of ``{level, table, row_key,
+    chunk_index, reason}``, with ``with_rejections``); ``rejected`` keeps only files with rejections.  ``counts`` covers every file that matches the
+    collection/glob/since filters (any status).  Only the named collection when ``settings.collection``
+    is set.  Raises ``UsageError`` for an unknown status/sort, a bad ``since`` or cursor."""
+    from dbembed.store.collections import require_collection
+    from dbembed.store.connection import connect
+    from dbembed.store.files import FileQuery, count_files, list_files, rejections
+
+    s = get_settings(settings, **overrides)
+    with connect(s) as conn:
+        _migrate_once(conn)
+        cid = require_collection(conn, s.collection).id if s.collection else None
+        q = FileQuery(
+            collection_id=cid, status=status, glob=glob, since=parse_since(since), sort=sort,
+            descending=descending, limit=limit, rejected=rejected,
+        )  # fmt: skip
+        items, nxt = list_files(conn, q, cursor)
+        if with_rejections:
+            found = rejections(conn, [f["id"] for f in items])
+            for f in items:
+                f["rejections"] = found.get(f["id"], [])
+        return {"items": items, "next_cursor": nxt, "counts": count_files(conn, q)}
 
 
 def retry_failed(

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from dbembed.api.auth import principal, state
 from dbembed.chat.history import decode_cursor, encode_cursor
 from dbembed.chat.scope import InvalidInput, check_text
+from dbembed.store.runs import page_runs
 
 router = APIRouter(prefix="/v1", tags=["files"], dependencies=[Depends(principal)])
 
@@ -61,30 +62,46 @@ def search_files(
 def list_files(
     request: Request,
     status: Annotated[str | None, Query(description="Only files with this status.")] = None,
+    glob: Annotated[
+        str | None, Query(max_length=4096, description="Only paths matching this glob (bare name: any folder).")
+    ] = None,
+    since: Annotated[
+        str | None, Query(max_length=64, description="Indexed or changed since: ISO time or age (2h, 7d).")
+    ] = None,
+    sort: Annotated[
+        str, Query(description="path, last_indexed, last_change, duration, rows, chunks or size.")
+    ] = "path",
+    desc: Annotated[bool, Query(description="Descending order.")] = False,
+    collection: Annotated[str | None, Query(max_length=512, description="Only this collection.")] = None,
+    rejected: Annotated[bool, Query(description="Only files with rejected tables/rows/chunks.")] = False,
     limit: Annotated[int, Query(ge=1)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=12000)] = None,
 ) -> dict[str, Any]:
-    """Indexed files and their status (newest id first)."""
+    """Files with status, rows, chunks, rejected tables/rows/chunks, last change seen, last indexed,
+    duration and error; keyset-paged (pass ``next_cursor`` back), with counts by status."""
+    from dbembed.api_lib import parse_since
+    from dbembed.store.collections import require_collection
+    from dbembed.store.files import FileQuery, count_files
+    from dbembed.store.files import list_files as store_list_files
+
     st = state(request)
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
     if limit > st.settings.max_page_size:
         raise InvalidInput(f"limit must be between 1 and {st.settings.max_page_size}")
-    before = decode_cursor(cursor, 1)
+    for value, what in ((glob, "glob"), (collection, "collection"), (since, "since")):
+        if value is not None:
+            check_text(value, what, 4096)
+    when = parse_since(since)
     with st.connection() as conn:
-        rows = conn.execute(
-            """SELECT s.id, c.name, s.path, s.status, s.error, s.size, s.tables, s.rows, s.chunks, s.model,
-                      s.processed_at, s.duration_s, s.attempts, s.run_id
-                 FROM dbembed.sources s JOIN dbembed.collections c ON c.id = s.collection_id
-                WHERE (%(status)s::text IS NULL OR s.status = %(status)s::text)
-                  AND (%(before)s::bigint IS NULL OR s.id < %(before)s::bigint)
-                ORDER BY s.id DESC LIMIT %(n)s""",
-            {"status": status, "before": int(before[0]) if before else None, "n": limit + 1},
-        ).fetchall()
-    cols = ("id", "collection", "path", "status", "error", "size", "tables", "rows", "chunks", "model",
-            "processed_at", "duration_s", "attempts", "run_id")  # fmt: skip
-    items = [dict(zip(cols, r, strict=True)) for r in rows[:limit]]
-    return {"items": items, "next_cursor": encode_cursor([items[-1]["id"]]) if len(rows) > limit else None}
+        cid = require_collection(conn, collection).id if collection else None
+        q = FileQuery(
+            collection_id=cid, status=status, glob=glob, since=when, sort=sort, descending=desc, limit=limit,
+            rejected=rejected,
+        )  # fmt: skip
+        items, nxt = store_list_files(conn, q, cursor)
+        counts = count_files(conn, q)
+    return {"items": items, "next_cursor": nxt, "counts": counts}
 
 
 @router.get("/runs")
@@ -99,15 +116,6 @@ def list_runs(
         raise InvalidInput(f"limit must be between 1 and {st.settings.max_page_size}")
     before = decode_cursor(cursor, 1)
     with st.connection() as conn:
-        rows = conn.execute(
-            """SELECT r.id, c.name, r.worker, r.status, r.started_at, r.finished_at, r.files_ok, r.files_failed,
-                      r.files_skipped, r.files_pending, r.files_missing, r.rows, r.chunks, r.seconds, r.error
-                 FROM dbembed.runs r LEFT JOIN dbembed.collections c ON c.id = r.collection_id
-                WHERE %(before)s::bigint IS NULL OR r.id < %(before)s::bigint
-                ORDER BY r.id DESC LIMIT %(n)s""",
-            {"before": int(before[0]) if before else None, "n": limit + 1},
-        ).fetchall()
-    cols = ("id", "collection", "worker", "status", "started_at", "finished_at", "files_ok", "files_failed",
-            "files_skipped", "files_pending", "files_missing", "rows", "chunks", "seconds", "error")  # fmt: skip
-    items = [dict(zip(cols, r, strict=True)) for r in rows[:limit]]
-    return {"items": items, "next_cursor": encode_cursor([items[-1]["id"]]) if len(rows) > limit else None}
+        items = page_runs(conn, limit + 1, int(before[0]) if before else None)
+    nxt = encode_cursor([items[limit - 1]["id"]]) if len(items) > limit else None
+    return {"items": items[:limit], "next_cursor": nxt}

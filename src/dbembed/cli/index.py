@@ -145,6 +145,10 @@ def _print_summary(summary: Any) -> None:
     )
     for f in summary.failures[:20]:
         typer.echo(f"  failed: {f['file']}: {f['error']}")
+    if len(summary.failures) > 20:
+        typer.echo(f"  ... {len(summary.failures) - 20} more failed file(s)")
+    for note in summary.notes:
+        typer.echo(f"  note: {note}")
 
 
 def search_cmd(
@@ -205,6 +209,8 @@ def status_cmd(
             typer.echo(f"  leased: {lease['file']} by {lease['owner']} until {lease['expires']}")
         for fail in c["failures"]:
             typer.echo(f"  failed: {fail['file']}: {fail['error']}")
+        if f.get("failed", 0) > len(c["failures"]):
+            typer.echo(f"  ... {f['failed'] - len(c['failures'])} more failed file(s)")
         for r in c["runs"]:
             usage = "; ".join(
                 f"{m}: {int(u.get('texts', 0))} texts, {int(u.get('tokens', 0))} tokens, {int(u.get('requests', 0))} req,"
@@ -217,6 +223,11 @@ def status_cmd(
                 f" ({r['texts_embedded']} embedded, {r['texts_reused']} reused), {r['seconds'] or 0:.1f}s"
                 + (f" | {usage}" if usage else "")
             )
+    if report["collections"]:
+        typer.echo(
+            "per file (rows, chunks, rejections, times, errors): dbembed files"
+            " [--status failed] [--glob PATTERN] [--since 2h] [--json]"
+        )
 
 
 def retry_failed_cmd(

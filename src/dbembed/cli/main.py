@@ -22,6 +22,7 @@ app = typer.Typer(
 # Modules that add commands.  A module that is absent (optional area) is skipped.
 COMMAND_MODULES = [
     "dbembed.cli.index",  # run, search, status, retry-failed, collections
+    "dbembed.cli.files",  # files (issue 14)
     "dbembed.cli.generate",  # generate (issue 5)
     "dbembed.cli.chat",  # chat ... (issue 6)
     "dbembed.cli.serve",  # serve, keys ... (issue 6)

@@ -46,6 +46,7 @@ class RunSummary:
     files_skipped: int = 0  # unchanged since the last run
     files_pending: int = 0  # still being written (modified within --settle seconds)
     files_missing: int = 0  # gone from the tree
+    files_still_failed: int = 0  # of files_skipped: failed before, unchanged since, so not retried
     rows: int = 0
     chunks: int = 0
     texts_embedded: int = 0
@@ -56,6 +57,8 @@ class RunSummary:
     failures: list[dict[str, str]] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)  # files, tables, rows, chunks (this run)
+    notes: list[str] = field(default_factory=list)  # every skip explained (dbembed.run.explain)
 
     @property
     def exit_code(self) -> int:
@@ -289,6 +292,13 @@ def index(
                 (run_id,),
             ).fetchall()
         ]
+        summary.files_still_failed = max(
+            0, _count(conn, coll.id, root_list, ("failed",)) - summary.files_failed
+        )
+        summary.rejected = run_store.run_rejections(conn, run_id)
+        from dbembed.run.explain import skip_notes
+
+        summary.notes = skip_notes(summary, settings.settle_s)
         if summary.files_failed or bad_children:
             summary.status = "partial"
         run_store.finish_run(

@@ -313,7 +313,7 @@ class FileIndexer:
                     "rows": result.rows,
                     "chunks": result.chunks,
                     "model": self.coll.model,
-                    "duration_s": None,
+                    "duration_s": time.perf_counter() - self._started,
                     "run_id": self.run_id,
                     "meta": {
                         "used_snapshot": result.used_snapshot,

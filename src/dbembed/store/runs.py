@@ -98,3 +98,35 @@ def recent_runs(conn: psycopg.Connection, collection_id: int | None, limit: int 
     assert cur.description is not None
     names = [d.name for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def page_runs(conn: psycopg.Connection, limit: int, before_id: int | None = None) -> list[dict[str, Any]]:
+    """Runs of every collection, newest first, ids below ``before_id``: counters, seconds, usage and
+    ``chunks_per_s`` (chunks written per second of the run; None while it runs)."""
+    cur = conn.execute(
+        """SELECT r.id, c.name AS collection, r.worker, r.status, r.started_at, r.finished_at, r.files_ok,
+                  r.files_failed, r.files_skipped, r.files_pending, r.files_missing, r.rows, r.chunks,
+                  r.texts_embedded, r.texts_reused, r.seconds, r.error, r.usage,
+                  CASE WHEN r.seconds > 0 THEN r.chunks / r.seconds END AS chunks_per_s
+             FROM dbembed.runs r LEFT JOIN dbembed.collections c ON c.id = r.collection_id
+            WHERE %(before)s::bigint IS NULL OR r.id < %(before)s::bigint
+            ORDER BY r.id DESC LIMIT %(n)s""",
+        {"before": before_id, "n": limit},
+    )
+    assert cur.description is not None
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def run_rejections(conn: psycopg.Connection, run_id: int) -> dict[str, int]:
+    """What the files indexed by this run rejected below the file level: ``{"files", "tables",
+    "rows", "chunks"}`` (counts; details per item in ``dbembed.rejections``)."""
+    row = conn.execute(
+        """SELECT count(*) FILTER (WHERE rejected_tables + rejected_rows + rejected_chunks > 0),
+                  coalesce(sum(rejected_tables), 0), coalesce(sum(rejected_rows), 0),
+                  coalesce(sum(rejected_chunks), 0)
+           FROM dbembed.sources WHERE run_id = %s AND status = 'indexed'""",
+        (run_id,),
+    ).fetchone()
+    assert row is not None
+    return dict(zip(("files", "tables", "rows", "chunks"), (int(v) for v in row), strict=True))

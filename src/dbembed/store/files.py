@@ -1,0 +1,178 @@
+"""The per-file listing behind ``dbembed files``, ``GET /v1/files`` and the web page.
+
+One row per source file: status, rows, chunks, what was rejected below the file level, when
+a change was last seen, when it was last indexed, how long that took, and the error.  Pages
+are keyset pages (``WHERE (sort key, id) > (last sort key, last id)``), never ``OFFSET``, so
+page 1,000 of a 100k-file tree costs what page 1 costs; every sort key has an index
+(migration 0004).  Functions take a psycopg connection so that any transport can reuse them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from dbembed.errors import UsageError
+from dbembed.store.search import glob_to_like
+from dbembed.store.sources import STATUSES
+
+if TYPE_CHECKING:
+    import psycopg
+
+# sort name -> SQL expression that is never NULL.  Each has an index in 0004 (same expression), so a
+# keyset page is an index range scan; CASTS keeps the cursor value's type equal to the column's.
+SORTS: dict[str, str] = {
+    "path": "s.path",
+    "last_indexed": "coalesce(s.processed_at, '-infinity'::timestamptz)",
+    "last_change": "coalesce(s.seen_mtime, -1)",
+    "duration": "coalesce(s.duration_s, -1)",
+    "rows": "coalesce(s.rows, -1)",
+    "chunks": "coalesce(s.chunks, -1)",
+    "size": "coalesce(s.seen_size, -1)",
+}
+CASTS = {"path": "text", "last_indexed": "timestamptz", "last_change": "float8", "duration": "float8",
+         "rows": "bigint", "chunks": "bigint", "size": "bigint"}  # fmt: skip
+COLUMNS = (
+    "id", "collection", "path", "status", "rows", "chunks", "rejected_tables", "rejected_rows",
+    "rejected_chunks", "tables", "size", "last_change", "last_indexed", "duration_s", "attempts",
+    "run_id", "model", "error",
+)  # fmt: skip
+_SELECT = """s.id, c.name, s.path, s.status, s.rows, s.chunks, s.rejected_tables, s.rejected_rows,
+    s.rejected_chunks, s.tables, s.seen_size,
+    CASE WHEN s.seen_mtime IS NULL THEN NULL ELSE to_timestamp(s.seen_mtime) END,
+    s.processed_at, s.duration_s, s.attempts, s.run_id, s.model, s.error"""
+
+
+@dataclass(frozen=True)
+class FileQuery:
+    """What to list.  ``glob``: a shell glob on the path (a bare name matches in any folder);
+    ``since``: files indexed, or seen changed, at or after this time; ``sort``: a key of ``SORTS``."""
+
+    collection_id: int | None = None
+    status: str | None = None
+    glob: str | None = None
+    since: datetime | None = None
+    sort: str = "path"
+    descending: bool = False
+    limit: int = 100
+    rejected: bool = False  # only files whose latest index rejected a table, row or chunk
+
+    def check(self) -> None:
+        if self.status is not None and self.status not in STATUSES:
+            raise UsageError(f"status must be one of {', '.join(STATUSES)} (got {self.status!r})")
+        if self.sort not in SORTS:
+            raise UsageError(f"sort must be one of {', '.join(SORTS)} (got {self.sort!r})")
+        if not 1 <= self.limit <= 10_000:
+            raise UsageError(f"limit must be between 1 and 10000 (got {self.limit})")
+
+
+def path_like(glob: str) -> str:
+    """The LIKE pattern ``dbembed search --file`` uses: a bare name matches in any folder."""
+    like = glob_to_like(glob)
+    if "/" not in glob and not glob.startswith("s3:"):
+        return "%/" + like
+    if not glob.startswith("/") and not glob.startswith("s3:"):
+        return "%" + like
+    return like
+
+
+def encode_cursor(sort_value: Any, last_id: int) -> str:
+    value = sort_value.isoformat() if isinstance(sort_value, datetime) else sort_value
+    raw = json.dumps([value, int(last_id)], ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Any, int]:
+    try:
+        value, last_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return value, int(last_id)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise UsageError("invalid cursor (pass back the next_cursor of the previous page)") from exc
+
+
+def _where(q: FileQuery) -> tuple[list[str], dict[str, Any]]:
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if q.collection_id is not None:
+        where.append("s.collection_id = %(cid)s")
+        params["cid"] = q.collection_id
+    if q.status is not None:
+        where.append("s.status = %(status)s")
+        params["status"] = q.status
+    if q.glob:
+        where.append("s.path LIKE %(like)s")
+        params["like"] = path_like(q.glob)
+    if q.rejected:
+        where.append("s.rejected_tables + s.rejected_rows + s.rejected_chunks > 0")
+    if q.since is not None:
+        where.append("(s.processed_at >= %(since)s OR s.seen_mtime >= extract(epoch FROM %(since)s))")
+        params["since"] = q.since
+    return where, params
+
+
+def list_files(
+    conn: psycopg.Connection, q: FileQuery, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of files: ``(items, next_cursor)``; ``next_cursor`` is None on the last page.
+
+    Items are dicts with ``COLUMNS`` as keys (``last_change``/``last_indexed`` are datetimes,
+    ``duration_s`` seconds, ``size`` bytes).  Raises ``UsageError`` for a bad filter or cursor."""
+    q.check()
+    key = SORTS[q.sort]
+    where, params = _where(q)
+    if cursor:
+        value, last_id = decode_cursor(cursor)
+        op = "<" if q.descending else ">"
+        cast = CASTS[q.sort]
+        where.append(f"({key}, s.id) {op} (%(after)s::{cast}, %(after_id)s)")
+        params.update(after=value, after_id=last_id)
+    direction = "DESC" if q.descending else "ASC"
+    sql = (
+        # A timestamp key travels as text ('-infinity' has no Python datetime).
+        f"SELECT {_SELECT}, {key if CASTS[q.sort] != 'timestamptz' else f'({key})::text'} AS sort_key"
+        " FROM dbembed.sources s"
+        " JOIN dbembed.collections c ON c.id = s.collection_id"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY {key} {direction}, s.id {direction} LIMIT %(n)s"
+    )
+    params["n"] = q.limit + 1
+    rows = conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+    items = [dict(zip(COLUMNS, r[:-1], strict=True)) for r in rows[: q.limit]]
+    nxt = None
+    if len(rows) > q.limit:
+        last = rows[q.limit - 1]
+        nxt = encode_cursor(last[-1], last[0])
+    return items, nxt
+
+
+def count_files(conn: psycopg.Connection, q: FileQuery) -> dict[str, int]:
+    """How many files match the filters (all but status), by status: ``{"indexed": 3, ...}``."""
+    where, params = _where(FileQuery(q.collection_id, None, q.glob, q.since, rejected=q.rejected))
+    rows = conn.execute(
+        "SELECT s.status, count(*) FROM dbembed.sources s"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " GROUP BY s.status",
+        params,
+    ).fetchall()
+    return {str(st): int(n) for st, n in rows}
+
+
+def rejections(conn: psycopg.Connection, source_ids: list[int], per_file: int = 20) -> dict[int, list[dict[str, Any]]]:
+    """What each file's latest index rejected (level table/row/chunk, where, why): at most
+    ``per_file`` items per source id, in the order they were recorded."""
+    cur = conn.execute(
+        """SELECT source_id, level, table_name, row_key, chunk_index, reason FROM (
+               SELECT *, row_number() OVER (PARTITION BY source_id ORDER BY id) AS n
+               FROM dbembed.rejections WHERE source_id = ANY(%s)) r
+           WHERE n <= %s ORDER BY source_id, id""",
+        (source_ids, per_file),
+    )
+    out: dict[int, list[dict[str, Any]]] = {}
+    for sid, level, table, key, chunk, reason in cur.fetchall():
+        out.setdefault(int(sid), []).append(
+            {"level": level, "table": table, "row_key": key, "chunk_index": chunk, "reason": reason}
+        )
+    return out
