@@ -23,6 +23,11 @@ def pytest_configure(config: pytest.Config) -> None:
         import tempfile
 
         config.option.basetemp = tempfile.mkdtemp(prefix="dbembed-pytest-")
+    # The default --backend auto measures every runtime once per machine (tens of seconds): tests run the
+    # reference runtime unless they ask for another (tests/test_backends.py covers auto and OpenVINO),
+    # and exports/decisions go to a private cache, never the user's.
+    os.environ.setdefault("DBEMBED_BACKEND", "torch")
+    os.environ.setdefault("DBEMBED_CACHE_DIR", str(Path(config.option.basetemp) / "dbembed-cache"))
 
 
 @pytest.fixture(scope="session")

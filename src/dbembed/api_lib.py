@@ -24,7 +24,9 @@ from dbembed.store.search import Hit
 __all__ = ["index", "search", "status", "files", "retry_failed", "dry_run", "RunSummary", "Hit", "get_settings"]
 
 # Providers are expensive to load (a transformer takes seconds); keep one per (model, device) per process.
-_providers: dict[tuple[str, str | None, int | None], Any] = {}
+# The key gains (backend, precision) unless they name the reference runtime (or auto, its stand-in).
+_providers: dict[tuple[Any, ...], Any] = {}
+_REFERENCE_RUNTIMES = {("auto", "auto"), ("torch", "auto"), ("torch", "fp32"), ("auto", "fp32")}
 
 
 _migrated: set[str] = set()  # databases already migrated by this process (search/status are hot paths)
@@ -53,7 +55,9 @@ def get_settings(settings: Settings | None = None, **overrides: Any) -> Settings
 def provider_for(settings: Settings, spec: str | None = None) -> Any:
     from dbembed.embed.registry import get_provider
 
-    key = (spec or settings.model, settings.device, settings.dimensions)
+    key: tuple[Any, ...] = (spec or settings.model, settings.device, settings.dimensions)
+    if (settings.backend, settings.precision) not in _REFERENCE_RUNTIMES:
+        key += (settings.backend, settings.precision)
     if key not in _providers:
         _providers[key] = get_provider(settings, spec)
     return _providers[key]

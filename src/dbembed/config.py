@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     dimensions: int | None = None  # for models that can shorten (Titan v2, OpenAI v3)
     batch_size: int | None = None  # default: the provider's own
     device: str | None = None  # "cpu", "cuda", ... (default: auto)
+    # Local models: inference runtime (docs/performance.md).  auto = fastest here whose vectors
+    # keep cosine >= 0.999 to torch fp32 (measured once per machine and model, cached).
+    backend: str = "auto"  # auto | torch | openvino | onnx
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 | int8 (int8: own collection)
     concurrency: int = 4  # in-flight requests for remote providers
     max_retries: int = 8
     request_timeout_s: float = 60.0
@@ -136,6 +140,24 @@ class Settings(BaseSettings):
     def _check_vector_type(cls, v: str) -> str:
         if v not in ("halfvec", "vector"):
             raise ValueError("vector_type must be 'halfvec' or 'vector'")
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _check_backend(cls, v: str) -> str:
+        from dbembed.embed.backends import BACKENDS
+
+        if v not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}")
+        return v
+
+    @field_validator("precision")
+    @classmethod
+    def _check_precision(cls, v: str) -> str:
+        from dbembed.embed.backends import PRECISIONS
+
+        if v not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         return v
 
     @field_validator("log_format")

@@ -31,6 +31,17 @@ DatabaseUrlOpt = Annotated[
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Where the embedded server keeps its data.")
 ]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="Local models: auto (fastest measured here), torch, openvino or onnx (docs/performance.md).",
+    ),
+]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option("--precision", help="Local models: auto, fp32, bf16, fp16 (CUDA) or int8 (own collection)."),
+]
 ModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", help="Embedding model, e.g. local:all-MiniLM-L6-v2, bedrock:ID."),

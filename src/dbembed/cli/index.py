@@ -9,12 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from dbembed.cli.common import (
+    BackendOpt,
     CollectionOpt,
     ConfigOpt,
     DatabaseUrlOpt,
     DataDirOpt,
     JsonOpt,
     ModelOpt,
+    PrecisionOpt,
     emit_json,
     handle_errors,
 )
@@ -85,6 +87,8 @@ def run_cmd(
     device: Annotated[
         str | None, typer.Option("--device", help="Local models: cpu, cuda, cuda:1, mps (default: auto).")
     ] = None,
+    backend: BackendOpt = None,
+    precision: PrecisionOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Find, read, embed and store every SQLite file under ROOTS (incremental, resumable)."""
@@ -113,6 +117,8 @@ def run_cmd(
         emf=emf,
         metrics_file=metrics_file,
         device=device,
+        backend=backend,
+        precision=precision,
         force=force,
     )
     monitoring.install(s)
@@ -142,6 +148,7 @@ def _print_summary(summary: Any) -> None:
         f"{summary.files_pending} pending, {summary.files_missing} missing | {summary.rows} rows, "
         f"{summary.chunks} chunks ({summary.texts_embedded} embedded, {summary.texts_reused} reused) "
         f"in {summary.seconds:.1f}s, {summary.chunks_per_s:.0f} chunks/s"
+        + (f" [{summary.runtime}]" if summary.runtime else "")
     )
     for f in summary.failures[:20]:
         typer.echo(f"  failed: {f['file']}: {f['error']}")
@@ -162,12 +169,22 @@ def search_cmd(
     model: ModelOpt = None,
     collection: CollectionOpt = None,
     exact: Annotated[bool, typer.Option("--exact", help="Exact scan instead of the HNSW index.")] = False,
+    backend: BackendOpt = None,
+    precision: PrecisionOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Semantic search over the indexed rows: score, file, table, row and text."""
     from dbembed import api_lib
 
-    s = _settings(config, database_url=database_url, data_dir=data_dir, model=model, collection=collection)
+    s = _settings(
+        config,
+        database_url=database_url,
+        data_dir=data_dir,
+        model=model,
+        collection=collection,
+        backend=backend,
+        precision=precision,
+    )
     hits = api_lib.search(query, k, file=file, table=table, settings=s, exact=exact)
     if json_out:
         emit_json([h.as_dict() for h in hits])
@@ -221,6 +238,7 @@ def status_cmd(
                 f"  run {r['id']} {r['status']} {r['started_at']:%Y-%m-%d %H:%M:%S}: {r['files_ok']} ok,"
                 f" {r['files_failed']} failed, {r['files_skipped']} unchanged, {r['chunks']} chunks"
                 f" ({r['texts_embedded']} embedded, {r['texts_reused']} reused), {r['seconds'] or 0:.1f}s"
+                + (f" [{r['runtime']}]" if r.get("runtime") else "")
                 + (f" | {usage}" if usage else "")
             )
     if report["collections"]:

@@ -79,7 +79,7 @@ def default_device() -> str:
     return "cpu"
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """Keep model loading off the terminal: no weight-loading progress bar, no load report
     (they would break ``--json`` pipelines and JSON log lines on stderr)."""
     try:
@@ -102,6 +102,10 @@ class SentenceTransformerProvider(EmbeddingProvider):
         batch_size: int | None = None,
         query_prefix: str | None = None,
         document_prefix: str | None = None,
+        backend: str = "torch",
+        precision: str = "fp32",
+        model_id: str | None = None,
+        load_path: str | Path | None = None,
     ) -> None:
         super().__init__()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -113,9 +117,15 @@ class SentenceTransformerProvider(EmbeddingProvider):
 
             raise ConfigError(f"local model directory not found: {self.path}")
         name = BUNDLED_NAME if path is None else str(self.path)
-        self.model_id = f"local:{name}"
+        self.model_id = model_id or f"local:{name}"
         self.device = device or default_device()
+        if precision == "auto":
+            precision = "fp16" if self.device.startswith("cuda") else "fp32"
+        self.backend, self.precision = backend, precision
+        self.runtime = f"{backend} {precision}"
+        self._load_path = Path(load_path) if load_path is not None else self.path
         self._model: Any = None
+        self._autocast: Any = None
         self._load()
         prefixes = _known_prefixes(self.path)
         self.query_prefix = query_prefix if query_prefix is not None else prefixes[0]
@@ -130,10 +140,15 @@ class SentenceTransformerProvider(EmbeddingProvider):
 
         if self.device == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
             torch.set_num_threads(cpu_threads())
-        _quiet_transformers()
-        model = SentenceTransformer(str(self.path), device=self.device)
-        if self.device == "cuda":
+        quiet_transformers()
+        kwargs: dict[str, Any] = {}
+        if self.backend == "onnx":
+            kwargs["backend"] = "onnx"
+        model = SentenceTransformer(str(self._load_path), device=self.device, **kwargs)
+        if self.backend == "torch" and self.precision == "fp16":
             model = model.half()
+        elif self.backend == "torch" and self.precision == "bf16":
+            self._autocast = lambda: torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
         self._model = model
         dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         dims = dim_fn()
@@ -157,14 +172,21 @@ class SentenceTransformerProvider(EmbeddingProvider):
         prefix = self.query_prefix if input_type == "query" else self.document_prefix
         if prefix:
             texts = [prefix + t for t in texts]
-        vectors = self._model.encode(
-            texts,
-            batch_size=len(texts),
-            convert_to_numpy=True,
-            normalize_embeddings=False,
-            show_progress_bar=False,
-        )
+        kwargs: dict[str, Any] = {
+            "batch_size": len(texts),
+            "convert_to_numpy": True,
+            "normalize_embeddings": False,
+            "show_progress_bar": False,
+        }
+        if self._autocast is not None:
+            with self._autocast():
+                vectors = self._model.encode(texts, **kwargs)
+        else:
+            vectors = self._model.encode(texts, **kwargs)
         return np.asarray(vectors, dtype=np.float32)
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "runtime": self.runtime}
 
 
 def _known_prefixes(path: Path) -> tuple[str, str]:

@@ -35,13 +35,15 @@ def expected_model_id(settings: Settings, spec: str | None = None) -> str:
     """
     scheme, name = split_spec(spec or settings.model)
     if scheme == "local":
+        from dbembed.embed.local_factory import model_id_for
+
         if name in BUNDLED_ALIASES:
-            return "local:all-MiniLM-L6-v2"
+            return model_id_for("local:all-MiniLM-L6-v2", settings)
         if name in STATIC_ALIASES:
             return "local:minilm-static"
         from pathlib import Path
 
-        return f"local:{Path(name)}"
+        return model_id_for(f"local:{Path(name)}", settings)
     return f"{scheme}:{name}"
 
 
@@ -49,31 +51,19 @@ def get_provider(settings: Settings, spec: str | None = None) -> EmbeddingProvid
     """Build the provider for ``spec`` (default: ``settings.model``)."""
     scheme, name = split_spec(spec or settings.model)
     if scheme == "local":
-        if name in BUNDLED_ALIASES:
-            from dbembed.embed.local import SentenceTransformerProvider
+        from dbembed.embed.local_factory import make_local_provider
 
-            return SentenceTransformerProvider(
-                None,
-                device=settings.device,
-                batch_size=settings.batch_size,
-                query_prefix=settings.query_prefix,
-                document_prefix=settings.document_prefix,
-            )
+        if name in BUNDLED_ALIASES:
+            return make_local_provider(None, settings)
         if name in STATIC_ALIASES:
             try:
                 from dbembed.embed.static import StaticModelProvider
             except ImportError as exc:
                 raise ConfigError(f"model {spec!r} needs the static provider: {exc}") from exc
             return StaticModelProvider(settings)
-        from dbembed.embed.local import SentenceTransformerProvider
+        from pathlib import Path
 
-        return SentenceTransformerProvider(
-            name,
-            device=settings.device,
-            batch_size=settings.batch_size,
-            query_prefix=settings.query_prefix,
-            document_prefix=settings.document_prefix,
-        )
+        return make_local_provider(Path(name), settings)
     if scheme == "bedrock":
         try:
             from dbembed.embed.bedrock import make_bedrock_provider

@@ -56,6 +56,7 @@ class RunSummary:
     hnsw_built: bool = False
     failures: list[dict[str, str]] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
+    runtime: str | None = None  # local models: the inference runtime used, e.g. "openvino bf16"
     stage_s: dict[str, float] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)  # files, tables, rows, chunks (this run)
     notes: list[str] = field(default_factory=list)  # every skip explained (dbembed.run.explain)
@@ -283,6 +284,7 @@ def index(
             chunks_per_s=round(row["chunks"] / seconds, 1) if seconds > 0 else 0.0,
             hnsw_built=hnsw_built,
             usage=dict(row.get("usage") or {}),
+            runtime=(row.get("stats") or {}).get("runtime"),
             stage_s=dict((row.get("stats") or {}).get("stage_s", {})) or totals.stage_s,
         )
         summary.failures = [

@@ -193,6 +193,9 @@ def worker_loop(
             source_store.release_all(conn, owner)
             if run_id is not None:
                 run_store.merge_usage(conn, run_id, provider.model_id, provider.usage.as_dict())
+                runtime = getattr(provider, "runtime", None)
+                if runtime:
+                    run_store.note_runtime(conn, run_id, str(runtime))
                 run_store.merge_stages(conn, run_id, totals.stage_s)
         finally:
             conn.close()

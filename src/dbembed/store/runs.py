@@ -52,6 +52,14 @@ def merge_usage(conn: psycopg.Connection, run_id: int, provider: str, usage: dic
     )
 
 
+def note_runtime(conn: psycopg.Connection, run_id: int, runtime: str) -> None:
+    """Record which inference runtime embedded this run (e.g. ``openvino bf16``) in runs.stats."""
+    conn.execute(
+        "UPDATE dbembed.runs SET stats = stats || jsonb_build_object('runtime', %s::text) WHERE id = %s",
+        (runtime, run_id),
+    )
+
+
 def merge_stages(conn: psycopg.Connection, run_id: int, stage_s: dict[str, float]) -> None:
     """Add one worker's per-stage seconds into runs.stats.stage_s."""
     if not stage_s:
@@ -90,7 +98,8 @@ def get_run(conn: psycopg.Connection, run_id: int) -> dict[str, Any]:
 def recent_runs(conn: psycopg.Connection, collection_id: int | None, limit: int = 10) -> list[dict[str, Any]]:
     cur = conn.execute(
         """SELECT id, worker, started_at, finished_at, status, files_ok, files_failed, files_skipped,
-                  files_pending, files_missing, rows, chunks, texts_embedded, texts_reused, seconds, usage
+                  files_pending, files_missing, rows, chunks, texts_embedded, texts_reused, seconds, usage,
+                  stats ->> 'runtime' AS runtime
            FROM dbembed.runs WHERE %s::int IS NULL OR collection_id = %s
            ORDER BY id DESC LIMIT %s""",
         (collection_id, collection_id, limit),
