@@ -62,6 +62,41 @@ def settings(database_url: str, tmp_path: Path):  # noqa: ANN201
     return load_settings(database_url=database_url, data_dir=tmp_path / "data", settle_s=0.0)
 
 
+CLUSTER_ARN = "arn:aws:rds:eu-west-1:123456789012:cluster:dbembed-test"
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dbembed-test-AbCdEf"
+
+
+@pytest.fixture()
+def dataapi(database_url: str, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """The RDS Data API stand-in (tests/fake_dataapi.py) on this test's database."""
+    from tests.fake_dataapi import FakeDataApi
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "eu-west-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():  # fmt: skip
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with FakeDataApi(database_url) as api:
+        yield api
+
+
+def dataapi_url(database_url: str) -> str:
+    """The rds-data:// URL for the database the stand-in serves."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    return f"rds-data://{CLUSTER_ARN}/{conninfo_to_dict(database_url)['dbname']}?secret_arn={SECRET_ARN}"
+
+
+@pytest.fixture(params=["psycopg", "dataapi"])
+def serving_settings(request: pytest.FixtureRequest, settings):  # noqa: ANN001, ANN201
+    """Settings for the serving paths over each transport: psycopg, and the RDS Data API stand-in."""
+    if request.param == "psycopg":
+        return settings
+    api = request.getfixturevalue("dataapi")
+    return settings.model_copy(
+        update={"database_url": dataapi_url(settings.database_url), "rds_data_endpoint_url": api.url}
+    )
+
+
 @pytest.fixture(scope="session")
 def minilm():  # noqa: ANN201
     """The bundled all-MiniLM-L6-v2, loaded once per session (it is the real default model)."""

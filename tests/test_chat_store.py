@@ -14,8 +14,9 @@ BOB = Actor("bob")
 
 
 @pytest.fixture()
-def store(settings, minilm):  # noqa: ANN001, ANN201
-    with open_store(settings) as s:
+def store(serving_settings, minilm):  # noqa: ANN001, ANN201
+    """A ChatStore over each transport (psycopg, RDS Data API stand-in): the same tests pass on both."""
+    with open_store(serving_settings) as s:
         s._provider = minilm
         yield s
 

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     db_resume_wait_s: float | None = None
     aws_region: str | None = None
     aws_profile: str | None = None
+    # RDS Data API endpoint (a VPC endpoint, or a local stand-in); default: the region's.
+    # The Data API itself is selected by database_url = "rds-data://<cluster-arn>/<db>?secret_arn=..."
+    rds_data_endpoint_url: str | None = None
 
     # --- discovery ---------------------------------------------------------------
     include: list[str] = Field(default_factory=lambda: ["*.db", "*.sqlite", "*.sqlite3"])
@@ -184,6 +187,7 @@ class Settings(BaseSettings):
         if self.db_resume_wait_s is not None:
             return max(0.0, float(self.db_resume_wait_s))
         aws = bool(self.db_secret_id or self.db_iam_auth) or ".rds.amazonaws.com" in (conninfo or "")
+        aws = aws or (conninfo or self.database_url or "").startswith("rds-data://")
         return 180.0 if aws else 10.0
 
     def resolved_data_dir(self) -> Path:

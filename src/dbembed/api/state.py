@@ -28,6 +28,13 @@ class AppState:
         self.cache: dict[str, Any] = {}  # shared by ChatStores: provider, resolved memory tables
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
+        self._migrated = False
+
+    @property
+    def data_api(self) -> bool:
+        from dbembed.store.dataapi import is_data_api_url
+
+        return is_data_api_url(self.settings.database_url)
 
     def pool(self) -> ConnectionPool:
         if self._pool is None:
@@ -64,8 +71,23 @@ class AppState:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
+        if self.data_api:  # RDS Data API: no pool, a cheap per-request adapter over one boto3 client
+            yield self._data_api_connection()
+            return
         with self.pool().connection() as conn:
             yield conn
+
+    def _data_api_connection(self) -> Any:
+        from dbembed.store.connection import connect
+
+        if not self._migrated:
+            with self._lock:
+                if not self._migrated:
+                    from dbembed.store.migrate import migrate
+
+                    migrate(connect(self.settings))
+                    self._migrated = True
+        return connect(self.settings)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -114,8 +114,10 @@ def _write(conn: psycopg.Connection, mt: MemoryTable, items: list[_Item], vecs: 
     if not mt.mapped:  # a mapped table keeps these in metadata (it has no such columns)
         cols += ["tenant", "kind", "turn_id", "turn", "summary_model", "hash", "source_at"]
     names = sql.SQL(", ").join(mt.raw(c) for c in cols)
+    # Explicit casts: the RDS Data API sends text as varchar, which jsonb/vector columns do not take.
+    casts = {"vector": sql.SQL(mt.vector_type), "metadata": sql.SQL("jsonb")}
     holders = sql.SQL(", ").join(
-        sql.SQL("%s::{}").format(sql.SQL(mt.vector_type)) if c == "vector" else sql.SQL("%s") for c in cols
+        sql.SQL("%s::{}").format(casts[c]) if c in casts else sql.SQL("%s") for c in cols
     )
     conflict = (
         sql.SQL(" ON CONFLICT (turn_id) WHERE kind = 'turn' DO NOTHING") if not mt.mapped else sql.SQL("")
@@ -225,7 +227,7 @@ def sync_memory(
     lock_key = mt.space_id or 0
     while max_batches is None or res.batches < max_batches:
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_SYNC_LOCK, lock_key))
+            conn.execute("SELECT pg_advisory_xact_lock(%s::int, %s::int)", (_SYNC_LOCK, lock_key))
             if summarizer is None:
                 rows = _turn_batch(conn, h, mt, after_id, batch_size, horizon)
                 if not rows:

@@ -206,8 +206,10 @@ def index(
     from dbembed.run.worker import WorkerTotals, make_owner, worker_loop
     from dbembed.store.collections import check_compatible, ensure_hnsw
     from dbembed.store.connection import connect
+    from dbembed.store.dataapi import require_direct
     from dbembed.store.migrate import migrate
 
+    require_direct(settings, "indexing (dbembed run)")
     started = time.perf_counter()
     root_list = normalize_roots(roots)
     conn = connect(settings)

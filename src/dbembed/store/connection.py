@@ -54,7 +54,14 @@ def embedded_conninfo(data_dir: Path, database: str = "postgres") -> str:
 
 
 def conninfo(settings: Settings) -> str:
-    """The connection string for these settings (starting the embedded server if needed)."""
+    """The connection string for these settings (starting the embedded server if needed).
+
+    Raises ``UsageError`` for an RDS Data API URL: it has no connection string (see ``connect``).
+    """
+    from dbembed.store.dataapi import is_data_api_url, require_direct
+
+    if is_data_api_url(settings.database_url):
+        require_direct(settings, "this command")
     if settings.db_secret_id or settings.db_iam_auth:
         # Credentials from Secrets Manager / a fresh IAM token, merged into the URL when one is set.
         try:
@@ -79,9 +86,17 @@ def _connect_kwargs(settings: Settings) -> dict[str, Any]:
 def connect(
     settings: Settings, *, autocommit: bool = True, register_vector: bool = True
 ) -> psycopg.Connection:
-    """Open a connection, with pgvector types registered (after migrations created the extension)."""
+    """Open a connection, with pgvector types registered (after migrations created the extension).
+
+    With an ``rds-data://`` database_url this is a ``DataApiConnection`` (store/dataapi.py):
+    the same methods, over the RDS Data API (autocommit only).
+    """
     import psycopg
 
+    from dbembed.store.dataapi import connect_data_api, is_data_api_url
+
+    if is_data_api_url(settings.database_url):
+        return connect_data_api(settings)  # type: ignore[return-value]
     info = conninfo(settings)
     try:
         conn = _open_with_resume_retry(info, settings, autocommit=autocommit)
@@ -105,8 +120,12 @@ def _open_with_resume_retry(info: str, settings: Settings, *, autocommit: bool) 
 
 
 def try_register_vector(conn: psycopg.Connection) -> bool:
-    """Register pgvector's types; False before migrations created the extension."""
+    """Register pgvector's types; False before migrations created the extension (or over the Data API,
+    where vectors travel as text)."""
     import psycopg
+
+    if getattr(conn, "is_data_api", False):
+        return False
     from pgvector.psycopg import register_vector
 
     try:
