@@ -31,13 +31,14 @@ class ApiEnv:
 
 
 @pytest.fixture()
-def api_env(settings, minilm) -> Iterator[ApiEnv]:  # noqa: ANN001
+def api_env(serving_settings, settings, minilm) -> Iterator[ApiEnv]:  # noqa: ANN001
+    """The app over each transport (psycopg pool; RDS Data API stand-in); seeding/sync as the owner."""
     import dbembed.api_lib as api_lib
 
     api_lib._providers[(minilm.model_id, None, None)] = (
         minilm  # the file-index search reuses the loaded model
     )
-    app = create_app(settings)
+    app = create_app(serving_settings)
     app.state.dbembed.cache["provider"] = minilm
     with TestClient(app) as client, open_store(settings) as store:
         store._provider = minilm
