@@ -11,7 +11,6 @@ overrides that are applied on top of env vars and the config file.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -270,46 +269,9 @@ def retry_failed(
 def dry_run(
     roots: Sequence[str | Path], settings: Settings | None = None, **overrides: Any
 ) -> dict[str, Any]:
-    """What a run would do, without embedding or writing: files, rows, chunks, tokens, estimated cost."""
-    from dbembed.discover import discover, materialize
-    from dbembed.errors import SourceError
-    from dbembed.read import SqliteSource
-    from dbembed.run.index import normalize_roots
-    from dbembed.run.worker import make_chunker
-    from dbembed.text.document import row_document
+    """What the next run would do, without loading a model, calling a service or writing anything:
+    files new/changed/unchanged/pending/still failed/deleted, rows new/changed/deleted, chunks to
+    write and reused, texts and tokens to embed, estimated cost and time (see ``dbembed.run.plan``)."""
+    from dbembed.run.plan import plan_run
 
-    s = get_settings(settings, **overrides)
-    started = time.perf_counter()
-    root_list = normalize_roots(roots)  # a mistyped root fails before the model loads
-    provider = provider_for(s)
-    chunker = make_chunker(s, provider)
-    totals = {"files": 0, "files_unreadable": 0, "rows": 0, "chunks": 0, "tokens": 0, "chars": 0}
-    distinct: set[int] = set()
-    for found in discover(root_list, s):
-        totals["files"] += 1
-        try:
-            with materialize(found, s) as local, SqliteSource(Path(local), s) as src:
-                for table in src.tables():
-                    for row in src.rows(table):
-                        totals["rows"] += 1
-                        doc = row_document(table, row)
-                        if doc is None:
-                            continue
-                        for piece in chunker.chunk(doc):
-                            totals["chunks"] += 1
-                            h = hash(piece)
-                            if h in distinct:
-                                continue
-                            distinct.add(h)
-                            totals["tokens"] += provider.count_tokens(piece)
-                            totals["chars"] += len(piece)
-        except SourceError:
-            totals["files_unreadable"] += 1
-    cost = provider.estimate_cost(totals["tokens"])
-    return {
-        **totals,
-        "distinct_chunks": len(distinct),
-        "model": provider.model_id,
-        "estimated_cost_usd": cost,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    return plan_run(roots, get_settings(settings, **overrides))

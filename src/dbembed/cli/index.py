@@ -67,7 +67,7 @@ def run_cmd(
         str | None, typer.Option("--vector-type", help="halfvec (default) or vector.")
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Count files, rows, chunks, tokens, cost; embed nothing.")
+        bool, typer.Option("--dry-run", help="What the next run would do (diff vs the index, tokens, cost, time); no model load.")
     ] = False,
     s3_metadata: Annotated[
         bool | None, typer.Option("--s3-metadata", help="Write metadata JSON next to S3 objects.")
@@ -127,8 +127,7 @@ def run_cmd(
         if json_out:
             emit_json(report)
         else:
-            for key, value in report.items():
-                typer.echo(f"{key:>20}: {value}")
+            _print_plan(report, s.settle_s)
         return
     from dbembed.cli.progress import RunProgress
 
@@ -139,6 +138,41 @@ def run_cmd(
     else:
         _print_summary(summary)
     raise typer.Exit(summary.exit_code)
+
+
+def _print_plan(r: dict[str, Any], settle_s: float) -> None:
+    typer.echo(f"dry run: what `dbembed run` would do now with {r['model']} (nothing embedded or written)")
+    typer.echo(
+        f"  files: {r['files']:,} found: {r['files_new']:,} new, {r['files_changed']:,} changed,"
+        f" {r['files_unchanged']:,} unchanged, {r['files_pending']:,} pending, {r['files_still_failed']:,}"
+        f" still failed; {r['files_deleted']:,} gone; {r['files_unreadable']:,} unreadable"
+    )
+    typer.echo(
+        f"  rows: {r['rows_new']:,} new, {r['rows_changed']:,} changed, {r['rows_deleted']:,} deleted,"
+        f" {r['rows_unchanged']:,} unchanged ({r['rows']:,} read)"
+    )
+    typer.echo(
+        f"  chunks: {r['chunks']:,} to write, {r['chunks_reused']:,} reuse stored vectors;"
+        f" {r['texts_to_embed']:,} texts to embed, {r['tokens']:,} tokens ({r['token_source']})"
+    )
+    cost = r["estimated_cost_usd"]
+    typer.echo("  cost: " + ("no price known (local or unknown model)" if cost is None else f"${cost:.4f}"))
+    secs = r["estimated_seconds"]
+    typer.echo(
+        "  time in the model: " + ("unknown" if secs is None else f"~{secs:,.1f} s") + f" ({r['estimate_basis']})"
+    )
+    for u in r["unreadable"][:20]:
+        typer.echo(f"  unreadable: {u['file']}: {u['error']}")
+    if r["files_pending"]:
+        typer.echo(
+            f"  note: {r['files_pending']:,} file(s) changed in the last {settle_s:g} s would be left for the"
+            " next run; --settle 0 indexes them now"
+        )
+    if r["files_still_failed"]:
+        typer.echo(f"  note: {r['files_still_failed']:,} failed file(s) unchanged since: `dbembed retry-failed`")
+    work = r["files_new"] + r["files_changed"] + r["files_deleted"]
+    if not work:
+        typer.echo(f"nothing to do: {r['files_unchanged']:,} files unchanged")
 
 
 def _print_summary(summary: Any) -> None:

@@ -144,8 +144,13 @@ class EmbeddingProvider(ABC):
             return out
         # Sort by length so each batch pads to similar lengths (large win for transformers).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        tokenizer = self.tokenizer()
         for batch in self._batches(order, texts):
-            vectors = self._embed_batch([texts[i] for i in batch], input_type)
+            batch_texts = [texts[i] for i in batch]
+            # Every provider counts tokens (remote ones from the service's reply, see remote.py); a
+            # local model with its own tokenizer, so cost, throughput and ETAs are real numbers.
+            self.usage.add(tokens=sum(tokenizer.count(t) for t in batch_texts))
+            vectors = self._embed_batch(batch_texts, input_type)
             vectors = np.asarray(vectors, dtype=np.float32)
             if vectors.shape != (len(batch), self.dimensions):
                 raise ValueError(

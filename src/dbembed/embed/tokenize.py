@@ -66,3 +66,8 @@ class FileTokenizer:
 
     def count(self, text: str) -> int:
         return len(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def num_special_tokens(self) -> int:
+        """Special tokens the tokenizer's post-processor adds to one input ([CLS] and [SEP]: 2)."""
+        post = self._tok.post_processor
+        return int(post.num_special_tokens_to_add(False)) if post is not None else 0

@@ -311,6 +311,7 @@ def index(
             summary.status,
             seconds,
             {
+                **_throughput_keys(settings, coll.model),
                 "files_found": found,
                 "files_skipped": summary.files_skipped,
                 "hnsw_built": hnsw_built,
@@ -334,3 +335,10 @@ def _count(conn: psycopg.Connection, collection_id: int, roots: list[str], statu
         (collection_id, list(statuses), roots),
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def _throughput_keys(settings: Settings, model_id: str) -> dict[str, str]:
+    """Where this run's throughput was measured, so that ``--dry-run`` can estimate from it."""
+    from dbembed.run.plan import backend_key, machine_key
+
+    return {"machine": machine_key(), "backend": backend_key(settings, model_id)}

@@ -166,6 +166,8 @@ def worker_loop(
         run_id,
     )
     totals = WorkerTotals()
+    # A provider outlives runs in long-lived processes (scheduler, API, tests): record this run's share.
+    usage_before = provider.usage.as_dict()
     hb = Heartbeat(settings, owner, run_id)
     hb.start()
     poll = min(2.0, max(0.2, settings.lease_s / 4))
@@ -192,7 +194,8 @@ def worker_loop(
         try:
             source_store.release_all(conn, owner)
             if run_id is not None:
-                run_store.merge_usage(conn, run_id, provider.model_id, provider.usage.as_dict())
+                usage = {k: v - usage_before.get(k, 0) for k, v in provider.usage.as_dict().items()}
+                run_store.merge_usage(conn, run_id, provider.model_id, usage)
                 runtime = getattr(provider, "runtime", None)
                 if runtime:
                     run_store.note_runtime(conn, run_id, str(runtime))

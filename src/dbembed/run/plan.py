@@ -1,0 +1,218 @@
+"""``dbembed run --dry-run``: what the next run will do, without a model, a network call or a write.
+
+It makes the same decisions a run makes (``dbembed.store.sources.upsert_discovered``, the
+``--settle`` check, ``--verify``, ``--force``, changed document settings), reads only the files
+a run would read, diffs their rows against the row hashes in the index, chunks new and changed
+rows with the provider's own chunk sizing (``dbembed.embed.offline``), drops chunk texts the
+index already holds a vector for (a run reuses them), and counts and prices only what is left.
+The time estimate comes from the embedding throughput that earlier runs recorded on this
+machine with this backend (``runs.stats.machine`` / ``backend``); without one it says so.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from dbembed.config import Settings
+    from dbembed.discover import FoundFile
+    from dbembed.embed.offline import OfflineProfile
+    from dbembed.store.collections import Collection
+    from dbembed.store.plan import KnownSource
+    from dbembed.text.chunk import Chunker
+
+HASH_BATCH = 5000
+
+
+def machine_key() -> str:
+    """Which machine a run's throughput was measured on (host name and CPU count)."""
+    return f"{platform.node()}/{os.cpu_count()}cpu"
+
+
+def backend_key(settings: Settings, model_id: str) -> str:
+    """Which backend embedded: the model id and the requested device (``auto`` unless --device)."""
+    return f"{model_id}@{settings.device or 'auto'}"
+
+
+def decide(k: KnownSource | None, f: FoundFile, cutoff: float, settings: Settings, read_fp: str) -> str:
+    """new | changed | unchanged | still_failed | pending: what a run would do with this file."""
+    if k is not None and not settings.force:
+        if (
+            k.status == "indexed"
+            and k.size == f.size
+            and k.mtime == f.mtime
+            and k.meta.get("read_fp") == read_fp
+            and not _verify_changed(k, f, settings)
+        ):
+            return "unchanged"
+        if (
+            k.status == "failed"
+            and k.seen_size == f.size
+            and k.seen_mtime == f.mtime
+            and not k.meta.get("retryable")
+        ):
+            return "still_failed"
+    if f.mtime > cutoff:
+        return "pending"
+    return "new" if k is None or k.size is None else "changed"
+
+
+def _verify_changed(k: KnownSource, f: FoundFile, settings: Settings) -> bool:
+    if not settings.verify or f.path.startswith("s3://"):
+        return False
+    from dbembed.discover import file_hash
+
+    try:
+        return file_hash(Path(f.path)) != (k.content_hash or "")
+    except OSError:
+        return False
+
+
+class Planner:
+    def __init__(self, settings: Settings, profile: OfflineProfile, chunker: Chunker) -> None:
+        self.settings, self.profile, self.chunker = settings, profile, chunker
+        self.salt = f"{chunker.max_tokens}:{chunker.overlap}"
+        self.distinct: dict[bytes, int] = {}  # content hash -> tokens, over every chunk to write
+        self.n: dict[str, int] = dict.fromkeys(
+            ("files", "files_new", "files_changed", "files_unchanged", "files_pending", "files_still_failed",
+             "files_deleted", "files_unreadable", "rows", "rows_new", "rows_changed", "rows_unchanged",
+             "rows_deleted", "chunks", "chunks_deleted"),
+            0,
+        )  # fmt: skip
+        self.unreadable: list[dict[str, str]] = []
+
+    def read(self, conn: psycopg.Connection, coll: Collection | None, f: FoundFile, k: KnownSource | None) -> None:
+        """Read one file as a run would and diff its rows against the index."""
+        from dbembed.discover import materialize
+        from dbembed.read import SqliteSource
+        from dbembed.run.embedder import content_hash
+        from dbembed.run.pipeline import row_hash
+        from dbembed.store.chunks import existing_row_hashes
+        from dbembed.text.document import row_document
+
+        n = self.n
+        existing: dict[tuple[str, str], bytes] = {}
+        if coll is not None and k is not None and k.size is not None:
+            with conn.transaction():
+                existing = existing_row_hashes(conn, coll, k.id)
+        with materialize(f, self.settings) as local, SqliteSource(Path(local), self.settings) as src:
+            for table in src.tables():
+                for row in src.rows(table):
+                    n["rows"] += 1
+                    doc = row_document(table, row)
+                    if doc is None:
+                        continue
+                    rh = row_hash(self.salt, table.name, doc)
+                    old = existing.pop((table.name, row.key), None)
+                    if old == rh:
+                        n["rows_unchanged"] += 1
+                        continue
+                    n["rows_new" if old is None else "rows_changed"] += 1
+                    for piece in self.chunker.chunk(doc):
+                        n["chunks"] += 1
+                        h = content_hash(piece)
+                        if h not in self.distinct:
+                            self.distinct[h] = self.profile.count_tokens(piece)
+        n["rows_deleted"] += len(existing)
+
+
+def plan_run(roots: Sequence[str | Path], settings: Settings) -> dict[str, Any]:
+    """What ``dbembed run ROOTS`` would do now; see the module docstring.  Raises ``UsageError``
+    for a bad root, ``DatabaseUnavailable`` when the index cannot be reached."""
+    from dbembed.discover import discover
+    from dbembed.embed.offline import offline_profile
+    from dbembed.errors import SourceError
+    from dbembed.run.index import normalize_roots
+    from dbembed.run.pipeline import read_fingerprint
+    from dbembed.store.collections import default_collection_name, get_collection
+    from dbembed.store.connection import connect
+    from dbembed.store.plan import known_hashes, known_sources, schema_exists, throughput_history
+    from dbembed.text.chunk import Chunker
+
+    started = time.perf_counter()
+    root_list = normalize_roots(roots)
+    profile = offline_profile(settings)
+    # The same limit dbembed.run.worker.make_chunker gives a loaded provider.
+    limit = min(settings.max_chunk_tokens or profile.max_tokens, profile.max_tokens)
+    chunker = Chunker(profile.tokenizer(), limit, overlap=settings.chunk_overlap, max_chars=profile.max_chars)
+    planner = Planner(settings, profile, chunker)
+    n = planner.n
+    with connect(settings, register_vector=False) as conn:
+        coll = None
+        indexed_before = schema_exists(conn)  # a fresh database stays untouched: nothing is created
+        if indexed_before:
+            coll = get_collection(conn, settings.collection or default_collection_name(profile.model_id, settings.dimensions))
+        known = known_sources(conn, coll.id, root_list) if coll is not None else {}
+        cutoff, read_fp = time.time() - settings.settle_s, read_fingerprint(settings)
+        seen: set[str] = set()
+        for f in discover(root_list, settings):
+            if f.path in seen:
+                continue
+            seen.add(f.path)
+            n["files"] += 1
+            k = known.get(f.path)
+            what = decide(k, f, cutoff, settings, read_fp)
+            n[f"files_{what}"] += 1
+            if what in ("new", "changed"):
+                try:
+                    planner.read(conn, coll, f, k)
+                except SourceError as exc:
+                    n["files_unreadable"] += 1
+                    planner.unreadable.append({"file": f.path, "error": str(exc).splitlines()[0]})
+        for path, k in known.items():
+            if path not in seen and k.status != "missing":
+                n["files_deleted"] += 1
+                n["rows_deleted"] += int(k.rows or 0)
+                n["chunks_deleted"] += 0 if settings.keep_missing else int(k.chunks or 0)
+        hashes = list(planner.distinct)
+        reused: set[bytes] = set()
+        if coll is not None:
+            for i in range(0, len(hashes), HASH_BATCH):
+                reused |= known_hashes(conn, coll, hashes[i : i + HASH_BATCH])
+        history = (
+            throughput_history(conn, machine_key(), backend_key(settings, profile.model_id)) if indexed_before else []
+        )
+    texts = len(hashes) - len(reused)
+    tokens = sum(t for h, t in planner.distinct.items() if h not in reused)
+    report: dict[str, Any] = {
+        **n,
+        "distinct_chunks": len(hashes),
+        "chunks_reused": n["chunks"] - texts,
+        "texts_to_embed": texts,
+        "tokens": tokens,
+        "token_source": profile.token_source,
+        "model": profile.model_id,
+        "collection": coll.name if coll is not None else None,
+        "estimated_cost_usd": profile.estimate_cost(tokens),
+        **estimate_seconds(texts, tokens, history),
+        "unreadable": planner.unreadable,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return report
+
+
+def estimate_seconds(texts: int, tokens: int, history: list[dict[str, float]]) -> dict[str, Any]:
+    """Embedding time for ``texts``/``tokens`` at the throughput of earlier runs (tokens/s when
+    they counted tokens, else texts/s); ``estimated_seconds`` is None without history."""
+    if not texts:
+        return {"estimated_seconds": 0.0, "estimate_basis": "nothing to embed"}
+    embed_s = sum(h["embed_s"] for h in history)
+    if not history or embed_s <= 0:
+        return {
+            "estimated_seconds": None,
+            "estimate_basis": "no earlier run on this machine with this backend recorded its throughput",
+        }
+    hist_tokens = sum(h["tokens"] for h in history)
+    runs = f"{len(history)} earlier run{'s' if len(history) > 1 else ''} on this machine and backend"
+    if hist_tokens > 0 and tokens > 0:
+        rate = hist_tokens / embed_s
+        return {"estimated_seconds": round(tokens / rate, 1), "estimate_basis": f"{rate:,.0f} tokens/s in the model ({runs})"}
+    rate = sum(h["texts"] for h in history) / embed_s
+    return {"estimated_seconds": round(texts / rate, 1), "estimate_basis": f"{rate:,.1f} texts/s in the model ({runs})"}
