@@ -37,8 +37,12 @@ def machine_key() -> str:
 
 
 def backend_key(settings: Settings, model_id: str) -> str:
-    """Which backend embedded: the model id and the requested device (``auto`` unless --device)."""
-    return f"{model_id}@{settings.device or 'auto'}"
+    """Which backend embedded: the model id, the requested device (``auto`` unless --device) and,
+    for local models, the requested inference runtime and precision (--backend, --precision)."""
+    key = f"{model_id}@{settings.device or 'auto'}"
+    if model_id.startswith("local:"):
+        key += f"/{settings.backend}/{settings.precision}"
+    return key
 
 
 def decide(k: KnownSource | None, f: FoundFile, cutoff: float, settings: Settings, read_fp: str) -> str:
