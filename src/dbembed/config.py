@@ -111,6 +111,9 @@ class Settings(BaseSettings):
         True  # embed each distinct text once (off: every chunk is embedded; a benchmark baseline)
     )
     lease_s: float = 60.0
+    # Off: indexing commits do not wait for the WAL flush (each file stays atomic; a database crash can
+    # only undo the last moments of work, which the next run redoes).  On: every file is durable at once.
+    synchronous_commit: bool = False
     sidecar: bool = True
     keep_missing: bool = False  # keep chunks of vanished files (status "missing") instead of deleting
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from dbembed.text.chunk import Chunker
 
 FLUSH_CHUNKS = 512  # chunks per embed+COPY step
+INLINE_READ_BYTES = 256 * 1024  # files up to this size are read without a reader thread
 
 
 @dataclass
@@ -258,11 +259,22 @@ class FileIndexer:
                 if claim.size is not None
                 else {}
             )
-            q: queue.Queue[Any] = queue.Queue(maxsize=4)
-            reader = threading.Thread(
-                target=self._produce, args=(Path(local_path), existing, q), name="dbembed-reader", daemon=True
-            )
-            reader.start()
+            new_file = claim.size is None and not existing
+            q: queue.Queue[Any]
+            reader: threading.Thread | None = None
+            if (result.size or 0) <= INLINE_READ_BYTES:
+                # A small file is read here, before embedding: a thread per file costs more than it overlaps.
+                q = queue.Queue()
+                self._produce(Path(local_path), existing, q)
+            else:
+                q = queue.Queue(maxsize=4)
+                reader = threading.Thread(
+                    target=self._produce,
+                    args=(Path(local_path), existing, q),
+                    name="dbembed-reader",
+                    daemon=True,
+                )
+                reader.start()
             done: _ReadDone | None = None
             try:
                 while done is None:
@@ -274,13 +286,18 @@ class FileIndexer:
                         break
                     t_load += self._flush(claim.id, item, stats, result)
             finally:
-                if done is None:
+                if done is None and reader is not None:
                     _drain(q, reader)
-            reader.join()
+            if reader is not None:
+                reader.join()
             t0 = time.perf_counter()
             result.rows_deleted = len(done.deleted_keys)
             chunk_store.delete_rows(self.conn, self.coll, claim.id, done.deleted_keys)
-            result.chunks = chunk_store.count_chunks(self.conn, self.coll, claim.id)
+            # A file never indexed before holds exactly what was written now: no count query.
+            if new_file:
+                result.chunks = result.chunks_written
+            else:
+                result.chunks = chunk_store.count_chunks(self.conn, self.coll, claim.id)
             result.tables, result.rows, result.rows_changed = done.tables, done.rows, done.rows_changed
             result.used_snapshot = done.used_snapshot
             result.texts_embedded, result.texts_reused, result.rejected = (

@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 events = logging.getLogger("dbembed.events")
+# Files claimed at once: up to CLAIM_FILES while their sizes add up to at most CLAIM_BYTES (the
+# first is always taken), so small files cost a fraction of a claim and big ones are still shared.
+CLAIM_FILES = 64
+CLAIM_BYTES = 8 * 1024 * 1024
+COUNT_FLUSH_S = 1.0  # how often the run's counters are brought up to date while it runs
 
 
 def make_owner() -> str:
@@ -153,6 +158,10 @@ def worker_loop(
 
     provider = provider or get_provider(settings)
     conn = connect(settings)
+    if not settings.synchronous_commit:
+        # A file's commit need not wait for its WAL flush: a database crash may lose the last moments of
+        # commits, atomically (chunks and the file's status together), and the next run redoes those files.
+        conn.execute("SET synchronous_commit = off")
     coll = require_collection(conn, collection)
     check_compatible(coll, provider.model_id, provider.dimensions)
     owner = make_owner()
@@ -171,9 +180,19 @@ def worker_loop(
     hb = Heartbeat(settings, owner, run_id)
     hb.start()
     poll = min(2.0, max(0.2, settings.lease_s / 4))
+    counts = _CountBuffer(conn, run_id)
     try:
         while True:
-            claims = source_store.claim(conn, coll.id, roots, owner, settings.lease_s, run_id, limit=1)
+            claims = source_store.claim(
+                conn,
+                coll.id,
+                roots,
+                owner,
+                settings.lease_s,
+                run_id,
+                limit=CLAIM_FILES,
+                max_bytes=CLAIM_BYTES,
+            )
             if not claims:
                 _expire_dead_local_leases(conn, coll.id)
                 if others_active(conn, coll.id, roots):
@@ -183,7 +202,7 @@ def worker_loop(
             for c in claims:
                 res = indexer.process(c)
                 totals.add(res)
-                _record(conn, run_id, res)
+                counts.add(res)
                 events.info("file", extra={"event": {"event": "file", "run_id": run_id, **res.event()}})
                 if settings.sidecar and res.status in ("indexed", "failed"):
                     _sidecar(settings, coll.name, coll.model, provider.dimensions, res)
@@ -192,6 +211,7 @@ def worker_loop(
     finally:
         hb.stop()
         try:
+            counts.flush()
             source_store.release_all(conn, owner)
             if run_id is not None:
                 usage = {k: v - usage_before.get(k, 0) for k, v in provider.usage.as_dict().items()}
@@ -205,22 +225,39 @@ def worker_loop(
     return totals
 
 
-def _record(conn: psycopg.Connection, run_id: int | None, res: FileResult) -> None:
-    if run_id is None:
-        return
-    counts = {
-        "rows": res.rows,
-        "chunks": res.chunks_written,
-        "texts_embedded": res.texts_embedded,
-        "texts_reused": res.texts_reused,
-    }
-    if res.status == "indexed":
-        counts["files_ok"] = 1
-    elif res.status == "failed":
-        counts["files_failed"] = 1
-    elif res.status == "pending":
-        counts["files_pending"] = 1
-    run_store.add_counts(conn, run_id, counts)
+class _CountBuffer:
+    """The run's counters, added to ``dbembed.runs`` at most every ``COUNT_FLUSH_S`` seconds (and at the
+    end) instead of once per file: with many small files that round trip was a good share of each file."""
+
+    def __init__(self, conn: psycopg.Connection, run_id: int | None) -> None:
+        self.conn, self.run_id = conn, run_id
+        self.counts: dict[str, int] = {}
+        self.last = time.monotonic()
+
+    def add(self, res: FileResult) -> None:
+        if self.run_id is None:
+            return
+        c = self.counts
+        for key, value in (
+            ("rows", res.rows),
+            ("chunks", res.chunks_written),
+            ("texts_embedded", res.texts_embedded),
+            ("texts_reused", res.texts_reused),
+        ):
+            c[key] = c.get(key, 0) + value
+        status_key = {"indexed": "files_ok", "failed": "files_failed", "pending": "files_pending"}.get(
+            res.status
+        )
+        if status_key:
+            c[status_key] = c.get(status_key, 0) + 1
+        if time.monotonic() - self.last >= COUNT_FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.run_id is not None and self.counts:
+            run_store.add_counts(self.conn, self.run_id, self.counts)
+        self.counts = {}
+        self.last = time.monotonic()
 
 
 def _sidecar(settings: Settings, collection: str, model: str, dims: int, res: FileResult) -> None:

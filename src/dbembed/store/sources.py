@@ -149,8 +149,14 @@ def claim(
     lease_s: float,
     run_id: int | None,
     limit: int = 1,
+    max_bytes: int | None = None,
 ) -> list[Claim]:
-    """Lease up to ``limit`` queued (or abandoned: lease expired) files, largest first."""
+    """Lease up to ``limit`` queued (or abandoned: lease expired) files, largest first.
+
+    With ``max_bytes``, the batch stops before the files' sizes add up to more than that (the
+    first file is always taken): many small files cost one claim, while big files are still
+    handed out one at a time so that other workers share them.
+    """
     rows = conn.execute(
         """
         UPDATE dbembed.sources s
@@ -158,13 +164,18 @@ def claim(
             lease_expires = now() + make_interval(secs => %(lease)s),
             attempts = s.attempts + 1, run_id = %(run)s
         WHERE s.id IN (
-            SELECT id FROM dbembed.sources
-            WHERE collection_id = %(cid)s
-              AND (status = 'queued' OR (status = 'leased' AND lease_expires < now()))
-              AND EXISTS (SELECT 1 FROM unnest(%(roots)s::text[]) r WHERE starts_with(path, r))
-            ORDER BY seen_size DESC NULLS LAST, id
-            LIMIT %(limit)s
-            FOR UPDATE SKIP LOCKED)
+            SELECT id FROM (
+                SELECT id, row_number() OVER w AS n, sum(coalesce(seen_size, 0)) OVER w AS total
+                FROM (
+                    SELECT id, seen_size FROM dbembed.sources
+                    WHERE collection_id = %(cid)s
+                      AND (status = 'queued' OR (status = 'leased' AND lease_expires < now()))
+                      AND EXISTS (SELECT 1 FROM unnest(%(roots)s::text[]) r WHERE starts_with(path, r))
+                    ORDER BY seen_size DESC NULLS LAST, id
+                    LIMIT %(limit)s
+                    FOR UPDATE SKIP LOCKED) c
+                WINDOW w AS (ORDER BY seen_size DESC NULLS LAST, id)) b
+            WHERE n = 1 OR %(max_bytes)s::bigint IS NULL OR total <= %(max_bytes)s::bigint)
         RETURNING s.id, s.path, s.seen_size, s.seen_mtime, s.size, s.mtime, s.content_hash, s.meta
         """,
         {
@@ -174,9 +185,12 @@ def claim(
             "cid": collection_id,
             "roots": list(roots),
             "limit": limit,
+            "max_bytes": max_bytes,
         },
     ).fetchall()
-    return [Claim(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7] or {}) for r in rows]
+    claims = [Claim(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7] or {}) for r in rows]
+    claims.sort(key=lambda c: (-(c.seen_size or 0), c.id))  # RETURNING has no order of its own
+    return claims
 
 
 def heartbeat(conn: psycopg.Connection, owner: str, lease_s: float) -> int:
