@@ -33,15 +33,76 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import bench_nightly as nightly
-from benchmarks.common import PgServer, bench_env, dbembed_cli, run_proc
+from benchmarks.common import PgServer, dbembed_cli
 from benchmarks.docs import row_documents, sqlite_files
 
-WORDS = (
-    "love night river fire heart dream blue road home rain summer light shadow gold city song "
-    "dance wild angel storm moon sun king queen street fever rock ocean ghost train morning"
-).split()
-FIRST = "John Paul Maria Ken Yuki Anna Lee Carlos Sofia Omar Ivan Grace Hiro Nina Tom Eva".split()
-LAST = "Smith Young Garcia Tanaka Kim Müller Rossi Silva Brown Novak Sato Jones Dubois Berg".split()
+WORDS = [
+    "love",
+    "night",
+    "river",
+    "fire",
+    "heart",
+    "dream",
+    "blue",
+    "road",
+    "home",
+    "rain",
+    "summer",
+    "light",
+    "shadow",
+    "gold",
+    "city",
+    "song",
+    "dance",
+    "wild",
+    "angel",
+    "storm",
+    "moon",
+    "sun",
+    "king",
+    "queen",
+    "street",
+    "fever",
+    "rock",
+    "ocean",
+    "ghost",
+    "train",
+    "morning",
+]
+FIRST = [
+    "John",
+    "Paul",
+    "Maria",
+    "Ken",
+    "Yuki",
+    "Anna",
+    "Lee",
+    "Carlos",
+    "Sofia",
+    "Omar",
+    "Ivan",
+    "Grace",
+    "Hiro",
+    "Nina",
+    "Tom",
+    "Eva",
+]
+LAST = [
+    "Smith",
+    "Young",
+    "Garcia",
+    "Tanaka",
+    "Kim",
+    "Müller",
+    "Rossi",
+    "Silva",
+    "Brown",
+    "Novak",
+    "Sato",
+    "Jones",
+    "Dubois",
+    "Berg",
+]
 
 
 def make_short_db(path: Path, rows: int, seed: int = 15) -> Path:
@@ -94,7 +155,9 @@ def edit_one_row(db: Path, table: str, column: str, key: int = 1) -> None:
 
 
 def dbembed_wall(root: Path, url: str, *extra: str) -> tuple[float, dict[str, Any]]:
-    p = dbembed_cli(["run", str(root), "--database-url", url, "--settle", "0", "--json", "--no-sidecar", *extra])
+    p = dbembed_cli(
+        ["run", str(root), "--database-url", url, "--settle", "0", "--json", "--no-sidecar", *extra]
+    )
     if p.rc != 0:
         raise RuntimeError(f"dbembed run failed ({p.rc}): {p.tail()}")
     return p.seconds, p.json()
@@ -116,7 +179,10 @@ def short_section(work: Path, pg: PgServer, rows: int, rounds: int, out: list[st
         times.setdefault(tool, {}).setdefault(kind, []).append(s)
 
     for r in range(rounds):
-        for label, extra in (("dbembed (auto)", ()), ("dbembed (torch fp32)", ("--backend", "torch", "--precision", "fp32"))):
+        for label, extra in (
+            ("dbembed (auto)", ()),
+            ("dbembed (torch fp32)", ("--backend", "torch", "--precision", "fp32")),
+        ):
             tree = work / f"short-{r}-{label.split()[1][1:-1]}"
             shutil.copytree(data, tree)
             url = pg.new_database("sp")
@@ -173,7 +239,14 @@ def backends_section(texts: list[str], out: list[str]) -> list[dict[str, Any]]:
     md = bundled_model_path()
     s = Settings()
     rows = measure_runtimes(md, "cpu", lambda rt: build(md, s, "cpu", rt, None), rounds=2, texts=texts)
-    ref = next((r["seconds"] for r in rows if r.get("seconds") and r["backend"] == "torch" and r["precision"] == "fp32"), None)
+    ref = next(
+        (
+            r["seconds"]
+            for r in rows
+            if r.get("seconds") and r["backend"] == "torch" and r["precision"] == "fp32"
+        ),
+        None,
+    )
     out.append(f"runtimes on the same {len(texts)} documents (in-process, best of 2 after a warm-up):")
     out.append(f"{'runtime':<18}{'seconds':>9}{'speed-up':>10}{'min cos':>10}{'mean cos':>10}")
     for r in rows:
@@ -258,7 +331,8 @@ def main() -> None:
         if "short" in args.only:
             short = short_section(work, pg, args.rows, args.rounds, out)
         texts = [d.text for d in short.get("docs", [])] or [
-            d.text for d in row_documents(sqlite_files(make_short_db(work / "s2" / "t.db", args.rows).parent))[0]
+            d.text
+            for d in row_documents(sqlite_files(make_short_db(work / "s2" / "t.db", args.rows).parent))[0]
         ]
         if "backends" in args.only:
             backends_section(texts, out)
