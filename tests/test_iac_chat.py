@@ -97,3 +97,12 @@ def test_lambda_image() -> None:
     assert "--index-url https://download.pytorch.org/whl/cpu" in text and "torch==${TORCH_VERSION}" in text
     assert 'CMD ["dbembed.api.lambda_handler.handler"]' in text
     assert "[aws,api]" in text
+
+
+def test_docs_explain_the_data_api_deployment() -> None:
+    aws = (ROOT / "docs" / "aws.md").read_text()
+    for needle in ("rds-data://", "deploy/dbembed-chat-api.yaml", "deploy/dbembed-aurora.yaml",
+                   "enable-http-endpoint", "DatabaseResumingException", "1 MiB", "4 MiB", "64 KB",
+                   "rds_data_endpoint_url"):  # fmt: skip
+        assert needle in aws, needle
+    assert "rds-data://" in (ROOT / "README.md").read_text()
