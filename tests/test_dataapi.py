@@ -257,3 +257,25 @@ def test_lambda_handler_over_the_data_api(settings, dataapi, minilm, monkeypatch
     assert lh.handler(_event("GET", "/v1/chats", "dbe_bad"), None)["statusCode"] == 401
     assert sum(dataapi.calls.values()) > before  # it went through the stand-in, not a pool
     assert lh._handler.app.state.dbembed._pool is None
+
+
+def test_cli_keys_and_status_over_the_data_api(settings, dataapi, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from dbembed.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DBEMBED_RDS_DATA_ENDPOINT_URL", dataapi.url)
+    url = dataapi_url(settings.database_url)
+    res = CliRunner().invoke(app, ["keys", "create", "--tenant", "acme", "--user", "alice", "--database-url", url,
+                                   "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["tenant_id"] == "acme"
+    res = CliRunner().invoke(app, ["status", "--database-url", url, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["collections"] == []
+    with psycopg.connect(settings.database_url) as direct:
+        assert direct.execute("SELECT tenant_id, user_id FROM dbembed.api_keys").fetchall() == [
+            ("acme", "alice")
+        ]
+    assert dataapi.calls["/Execute"] > 0
