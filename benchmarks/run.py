@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks import bench_competitors as comp
 from benchmarks import bench_dbembed as dbe
-from benchmarks import bench_pipeline, bench_search
+from benchmarks import bench_pipeline, bench_quality, bench_search
 from benchmarks.common import REPO, PgServer, Results, Unavailable, machine_name
 from benchmarks.docs import row_documents, sqlite_files
 from benchmarks.report import render_markdown, render_table
@@ -37,6 +37,7 @@ SECTIONS = (
     "duplicates",
     "workers",
     "search",
+    "quality",
     "memory",
 )
 DEFAULT_COMPETITOR_PYTHON = "/tmp/venv-bench/bin/python"
@@ -157,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
                         f"search {n // 1000}k",
                         lambda n=n: bench_search.hnsw_vs_exact(res, pg, vecs, n, (40, 100)),
                     )
+        if "quality" in want:
+            # Search quality per query type and mode (issue 12), then latency per mode at 100k chunks.
+            qfiles, qrows = (16, 2000) if long else (8, 1000)
+            got = _guard(res, "quality", lambda: bench_quality.quality(res, work, pg, files=qfiles, rows=qrows))
+            if got:
+                qurl, queries, _ = got  # type: ignore[misc]
+                _guard(res, "search latency 100k", lambda: bench_quality.latency_100k(res, pg, qurl, queries))
         if "memory" in want:
             sizes = (0.1, 1.0) if long else (0.01, 0.1)
             _guard(res, "memory", lambda: dbe.peak_memory(res, work, pg, sizes))

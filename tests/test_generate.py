@@ -131,10 +131,14 @@ def test_planted_json_points_at_real_rows(small) -> None:  # noqa: ANN001
     out, report = small
     records = json.loads((out / "p.json").read_text(encoding="utf-8"))
     assert records == report.planted
-    assert len(records) == 20
-    assert len({r["query"] for r in records}) == 20
+    from dbembed.generate.planted import PLANTS, QUERY_TYPES
+
+    assert len(records) == len(PLANTS) > 20
+    assert len({r["query"] for r in records}) == len(PLANTS)
+    assert {q["type"] for r in records for q in r["queries"]} == set(QUERY_TYPES)
     for r in records:
-        assert set(r) >= {"query", "file", "table", "row_key", "text"}
+        assert set(r) >= {"query", "file", "table", "row_key", "text", "lang", "queries"}
+        assert r["queries"][0]["query"] == r["query"]
         assert Path(r["path"]) == (out / "data" / r["file"]).resolve()
         conn = _ro(out / "data" / r["file"])
         row = conn.execute(f'SELECT * FROM "{r["table"]}" WHERE rowid = ?', (int(r["row_key"]),)).fetchone()

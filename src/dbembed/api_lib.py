@@ -85,19 +85,28 @@ def search(
     table: str | None = None,
     settings: Settings | None = None,
     exact: bool = False,
+    mode: str | None = None,
     **overrides: Any,
 ) -> list[Hit]:
-    """Top-k chunks for ``query``, embedded with the collection's own model."""
+    """Top-k chunks for ``query``: ``mode`` ``"hybrid"`` (default, ``settings.search_mode``),
+    ``"vector"`` (embedded with the collection's own model) or ``"lexical"`` (tokens only; the
+    model is not loaded).  Raises ``UsageError`` for an empty query, k outside 1..1000 or an
+    unknown mode, ``NotFound`` when nothing is indexed."""
     from dbembed.errors import UsageError
     from dbembed.store.collections import default_collection_name, list_collections, require_collection
     from dbembed.store.connection import connect
-    from dbembed.store.search import search_chunks
+    from dbembed.store.search import MODES, search_chunks
+    from dbembed.text.hygiene import clean_text
 
     if not query or not query.strip():
         raise UsageError("the search query is empty")
     if k < 1 or k > 1000:
         raise UsageError(f"k must be between 1 and 1000 (got {k})")
     s = get_settings(settings, **overrides)
+    mode = mode or s.search_mode
+    if mode not in MODES:
+        raise UsageError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
+    query = clean_text(query)  # the same text hygiene as the indexed rows
     with connect(s) as conn:
         _migrate_once(conn)
         if s.collection:
@@ -112,16 +121,19 @@ def search(
             if not any(c.name == name for c in existing) and len(existing) == 1:
                 name = existing[0].name  # one index only: search it, with its own model
             coll = require_collection(conn, name)
-        provider = provider_for(s, coll.model)
-        if provider.dimensions != coll.dimensions:  # e.g. Titan v2 indexed with --dimensions 512
-            provider = provider_for(s.model_copy(update={"dimensions": coll.dimensions}), coll.model)
-        from dbembed.store.collections import check_compatible
+        vec = None
+        if mode != "lexical":
+            provider = provider_for(s, coll.model)
+            if provider.dimensions != coll.dimensions:  # e.g. Titan v2 indexed with --dimensions 512
+                provider = provider_for(s.model_copy(update={"dimensions": coll.dimensions}), coll.model)
+            from dbembed.store.collections import check_compatible
 
-        check_compatible(coll, provider.model_id, provider.dimensions)
-        vec = provider.embed_query(query)
+            check_compatible(coll, provider.model_id, provider.dimensions)
+            vec = provider.embed_query(query)
         return search_chunks(
-            conn, coll, vec, k, file=file, table=table, ef_search=s.hnsw_ef_search, exact=exact
-        )
+            conn, coll, vec, k, query=query, mode=mode, file=file, table=table,
+            ef_search=s.hnsw_ef_search, exact=exact,
+        )  # fmt: skip
 
 
 def status(

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64
     hnsw_ef_search: int = 100
+    # Default search mode: "hybrid" (vector + lexical fused by RRF), "vector" or "lexical".
+    search_mode: str = "hybrid"
 
     # --- AWS / Aurora connection (issue 7) ---------------------------------------
     db_secret_id: str | None = None  # Secrets Manager ARN or name with RDS credentials
@@ -140,6 +142,13 @@ class Settings(BaseSettings):
     chat_summarizer_api_key_env: str = "OPENAI_API_KEY"  # env var holding the summarizer's API key
     chat_summary_max_chars: int = 20_000  # transcript characters sent to the summarizer per chat
     api_db_pool_size: int = 4  # PostgreSQL connections held by one API process
+
+    @field_validator("search_mode")
+    @classmethod
+    def _check_search_mode(cls, v: str) -> str:
+        if v not in ("hybrid", "vector", "lexical"):
+            raise ValueError("search_mode must be 'hybrid', 'vector' or 'lexical'")
+        return v
 
     @field_validator("vector_type")
     @classmethod

@@ -88,9 +88,13 @@ def search_memory(
     theme: ThemeQ = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    mode: Annotated[
+        str | None,
+        Query(pattern="^(hybrid|vector|lexical)$", description="hybrid (default), vector or lexical."),
+    ] = None,
 ) -> dict[str, Any]:
-    """The user's memories closest in meaning to ``q`` (optionally one theme, a time range)."""
-    hits = s.search(me, q, k=k, theme=theme, since=since, until=until)
+    """The user's memories best matching ``q`` by meaning and words (optionally one theme, a time range)."""
+    hits = s.search(me, q, k=k, theme=theme, since=since, until=until, mode=mode)
     state(request).metrics.count("memory_searches")
     return {"items": [h.as_dict() for h in hits]}
 

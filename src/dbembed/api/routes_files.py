@@ -40,8 +40,12 @@ def search_files(
     k: Annotated[int, Query(ge=1)] = 10,
     file: Annotated[str | None, Query(max_length=4096, description="Only this file (path or glob).")] = None,
     table: Annotated[str | None, Query(max_length=512, description="Only this SQLite table.")] = None,
+    mode: Annotated[
+        str | None,
+        Query(pattern="^(hybrid|vector|lexical)$", description="hybrid (default), vector or lexical."),
+    ] = None,
 ) -> dict[str, Any]:
-    """Semantic search over the file index."""
+    """Search over the file index: by meaning, exact words, or both fused (``mode``)."""
     st = state(request)
     check_text(q, "query", st.settings.max_text_chars, allow_empty=False)
     for value, what in ((file, "file"), (table, "table")):
@@ -53,7 +57,7 @@ def search_files(
         from dbembed.api_lib import search  # type: ignore[import-not-found]
     except ImportError as exc:
         raise HTTPException(503, f"file index search is not available in this installation ({exc})") from exc
-    hits = search(q, k, file=file, table=table, settings=st.settings)
+    hits = search(q, k, file=file, table=table, settings=st.settings, mode=mode)
     st.metrics.count("file_searches")
     return {"items": [_hit(h) for h in hits]}
 

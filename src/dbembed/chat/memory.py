@@ -6,6 +6,11 @@ globally nearest candidates, most of them other users'), so pgvector's iterative
 scan is turned on: the scan continues until k rows pass the filter.  The planner may
 also choose the (tenant, user, time) B-tree and rank that user's rows exactly, which
 is the cheaper plan when a user has few memories.
+
+Modes (as for the file index, ``dbembed.store.search``): ``vector``, ``lexical`` (the
+``lexical`` tsvector of native memory tables, GIN-indexed) and ``hybrid`` (both lists fused
+as the file index fuses them: ``dbembed.store.search.fuse``).  A mapped (team-owned) memory table has no lexical
+column: ``lexical`` is refused there and ``hybrid`` is vector search.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from psycopg import sql
 from dbembed.chat.scope import Actor, InvalidInput
 from dbembed.chat.tables import MemoryTable
 from dbembed.errors import NotFound
+from dbembed.store.lexical import QueryPlan, match_sql, query_plan, score_sql, tiebreak_sql
+from dbembed.store.search import MODES, candidate_depth, fuse
 
 if TYPE_CHECKING:
     import psycopg
@@ -38,6 +45,11 @@ class MemoryHit:
     summary: str
     summary_model: str | None
     source_at: datetime | None
+    rank: int = 0  # 1-based position in the result (fused rank in hybrid mode)
+    vector_score: float | None = None
+    lexical_score: float | None = None
+    vector_rank: int | None = None
+    lexical_rank: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,52 +63,124 @@ def _select(mt: MemoryTable) -> sql.Composable:
     )  # fmt: skip
 
 
-def _hit(r: tuple[Any, ...]) -> MemoryHit:
-    score = float(r[1]) if r[1] is not None else 0.0
-    return MemoryHit(int(r[0]), score, r[2], int(r[3]), r[4], r[5], r[6], r[7], r[8])
+def _hit(
+    r: tuple[Any, ...],
+    *,
+    rank: int = 0,
+    score: float | None = None,
+    vscore: Any = None,
+    lscore: Any = None,
+    vrank: int | None = None,
+    lrank: int | None = None,
+) -> MemoryHit:
+    """A row of ``_select`` (+ extra columns) -> hit; ``score`` defaults to the mode's own score."""
+    vs = None if vscore is None else float(vscore)
+    ls = None if lscore is None else float(lscore)
+    if score is None:
+        score = vs if vs is not None else (ls if ls is not None else 0.0)
+    return MemoryHit(
+        int(r[0]), float(score), r[2], int(r[3]), r[4], r[5], r[6], r[7], r[8],
+        rank=rank, vector_score=vs, lexical_score=ls, vector_rank=vrank, lexical_rank=lrank,
+    )  # fmt: skip
 
 
 def _who(mt: MemoryTable) -> sql.Composable:
     return sql.SQL("{} = %(tenant)s AND {} = %(user)s").format(mt.col("tenant"), mt.col("user"))
 
 
+def _filters(mt: MemoryTable) -> sql.Composable:
+    return sql.SQL(
+        "{who} AND (%(theme)s::text IS NULL OR {th} = %(theme)s::text) "
+        "AND (%(since)s::timestamptz IS NULL OR {at} >= %(since)s::timestamptz) "
+        "AND (%(until)s::timestamptz IS NULL OR {at} < %(until)s::timestamptz)"
+    ).format(who=_who(mt), th=mt.col("theme"), at=mt.col("source_at"))
+
+
+def _vector_list(
+    conn: psycopg.Connection, mt: MemoryTable, params: dict[str, Any], n: int, settings: Settings
+) -> list[tuple[Any, ...]]:
+    conn.execute(
+        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', %s, true)",
+        (str(max(settings.hnsw_ef_search, n)),),
+    )
+    q = sql.SQL(
+        "SELECT * FROM (SELECT {cols}, {d} AS distance FROM {t} m WHERE {f} "
+        "ORDER BY {d} LIMIT %(n)s) hits ORDER BY distance"
+    ).format(cols=_select(mt), d=mt.distance_sql(), t=mt.table, f=_filters(mt))
+    return conn.execute(q, {**params, "n": n}).fetchall()
+
+
+def _lexical_list(
+    conn: psycopg.Connection, mt: MemoryTable, params: dict[str, Any], n: int, plan: QueryPlan
+) -> list[tuple[Any, ...]]:
+    q = sql.SQL(
+        "SELECT * FROM (SELECT {cols}, {ls} AS ls, {tb} AS tb FROM {t} m WHERE {match} AND {f} "
+        "ORDER BY ls DESC, tb DESC, {id} LIMIT %(n)s) hits ORDER BY ls DESC, tb DESC, id"
+    ).format(
+        cols=_select(mt), ls=sql.SQL(score_sql("m")), tb=sql.SQL(tiebreak_sql("m")), t=mt.table,
+        match=sql.SQL(match_sql("m")), f=_filters(mt), id=mt.col("id"),
+    )  # fmt: skip
+    rows = conn.execute(q, {**params, **plan.params(), "n": n}).fetchall()
+    wider = plan.widened()
+    if not rows and wider is not None:
+        return _lexical_list(conn, mt, params, n, wider)
+    return rows
+
+
 def search(
     conn: psycopg.Connection,
     mt: MemoryTable,
     actor: Actor,
-    query_vector: np.ndarray,
+    query_vector: np.ndarray | None,
     k: int,
     settings: Settings,
     theme: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    *,
+    query: str | None = None,
+    mode: str = "vector",
 ) -> list[MemoryHit]:
-    """The actor's ``k`` memories nearest to ``query_vector`` (optionally by theme and time)."""
+    """The actor's ``k`` best memories for the query (optionally by theme and time) in ``mode``:
+    ``vector`` needs ``query_vector``, ``lexical`` needs ``query``, ``hybrid`` both."""
     if since is not None and until is not None and since > until:
         raise InvalidInput("'since' must not be after 'until'")
-    conn.execute(
-        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', %s, true)",
-        (str(max(settings.hnsw_ef_search, k)),),
-    )
-    params = {
+    if mode not in MODES:
+        raise InvalidInput(f"mode must be one of {', '.join(MODES)}")
+    if mode != "vector" and mt.mapped:
+        if mode == "lexical":
+            raise InvalidInput(
+                "lexical memory search needs dbembed's own memory tables; a mapped memory table "
+                "has no lexical index (use mode=vector)"
+            )
+        mode = "vector"
+    params: dict[str, Any] = {
         "tenant": actor.tenant_id, "user": actor.user_id, "theme": theme, "since": since, "until": until,
-        "k": k, "q": np.asarray(query_vector, dtype=np.float32),
+        "q": None if query_vector is None else np.asarray(query_vector, dtype=np.float32),
     }  # fmt: skip
-    q = sql.SQL(
-        "SELECT * FROM (SELECT {cols}, {d} AS distance FROM {t} m WHERE {who} "
-        "AND (%(theme)s::text IS NULL OR {th} = %(theme)s::text) "
-        "AND (%(since)s::timestamptz IS NULL OR {at} >= %(since)s::timestamptz) "
-        "AND (%(until)s::timestamptz IS NULL OR {at} < %(until)s::timestamptz) "
-        "ORDER BY {d} LIMIT %(k)s) hits ORDER BY distance"
-    ).format(
-        cols=_select(mt),
-        d=mt.distance_sql(),
-        t=mt.table,
-        who=_who(mt),
-        th=mt.col("theme"),
-        at=mt.col("source_at"),
+    if mode == "vector":
+        return [
+            _hit(r, rank=i, vscore=r[1]) for i, r in enumerate(_vector_list(conn, mt, params, k, settings), 1)
+        ]
+    plan = query_plan(conn, f"chat_memory_{mt.space_id}", query or "")
+    lrows = (
+        _lexical_list(conn, mt, params, k if mode == "lexical" else candidate_depth(k), plan) if plan else []
     )
-    return [_hit(r) for r in conn.execute(q, params).fetchall()]
+    if mode == "lexical":
+        return [_hit(r, rank=i, lscore=r[9]) for i, r in enumerate(lrows, 1)]
+    vrows = _vector_list(conn, mt, params, candidate_depth(k), settings)
+    by_id = {int(r[0]): r for r in (*lrows, *vrows)}
+    vrank = {int(r[0]): i for i, r in enumerate(vrows, 1)}
+    lrank = {int(r[0]): i for i, r in enumerate(lrows, 1)}
+    lscore = {int(r[0]): r[9] for r in lrows}
+    out = []
+    for i, (mid, score) in enumerate(fuse(list(vrank), [(m, float(lscore[m])) for m in lrank])[:k], 1):
+        row = by_id[mid]
+        out.append(
+            _hit(row, rank=i, score=score, vscore=row[1], lscore=lscore.get(mid),
+                 vrank=vrank.get(mid), lrank=lrank.get(mid))
+        )  # fmt: skip
+    return out
 
 
 def get_memory(conn: psycopg.Connection, mt: MemoryTable, actor: Actor, memory_id: int) -> MemoryHit:

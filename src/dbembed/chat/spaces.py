@@ -159,6 +159,7 @@ def _create_space(
                 metadata      jsonb NOT NULL DEFAULT '{{}}'::jsonb,
                 content_hash  text NOT NULL,
                 embedding     {vtype}({int(dims)}) NOT NULL,
+                lexical       tsvector,
                 source_at     timestamptz NOT NULL,
                 created_at    timestamptz NOT NULL DEFAULT now())"""
         )
@@ -173,6 +174,8 @@ def _create_space(
             f"CREATE INDEX chat_memory_{sid}_hnsw ON {t} USING hnsw (embedding {vtype}_ip_ops) "
             f"WITH (m = {int(settings.hnsw_m)}, ef_construction = {int(settings.hnsw_ef_construction)})"
         )
+        # Memory rows arrive a batch at a time, so the lexical index is kept up from the start (like HNSW).
+        conn.execute(f"CREATE INDEX chat_memory_{sid}_lexical ON {t} USING gin (lexical)")
         conn.execute("SELECT dbembed.chat_apply_rls(%s)", (t,))
         conn.execute(f"GRANT USAGE ON SEQUENCE {t}_id_seq TO dbembed_app")
         return tuple(got)

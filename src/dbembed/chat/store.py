@@ -149,20 +149,31 @@ class ChatStore:
         theme: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        mode: str | None = None,
     ) -> list[memory.MemoryHit]:
-        """The user's memories closest in meaning to ``query``."""
+        """The user's memories best matching ``query``: ``mode`` hybrid (default,
+        ``settings.search_mode``), vector (meaning) or lexical (exact words; the query is not embedded)."""
+        from dbembed.text.hygiene import clean_text
+
         check_text(query, "query", self.settings.max_text_chars, allow_empty=False)
         if not 1 <= k <= self.settings.max_k:
             raise InvalidInput(f"k must be between 1 and {self.settings.max_k}")
         if since is not None and until is not None and since > until:
             raise InvalidInput("'since' must not be after 'until'")
+        mode = mode or self.settings.search_mode
+        if mode not in memory.MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(memory.MODES)}")
         theme = self._theme(theme)
-        vector = self.provider.embed_query(query)  # outside the transaction: no lock held while embedding
+        query = clean_text(query)
+        # Embedded outside the transaction: no lock held while embedding.
+        vector = None if mode == "lexical" else self.provider.embed_query(query)
         with scoped(self.conn, actor, rls=self.rls) as conn:
             mt = self._memory(create=False)
             if mt is None:
                 return []
-            return memory.search(conn, mt, actor, vector, k, self.settings, theme, since, until)
+            return memory.search(
+                conn, mt, actor, vector, k, self.settings, theme, since, until, query=query, mode=mode
+            )
 
     def get_memory(self, actor: Actor, memory_id: int) -> memory.MemoryHit:
         with scoped(self.conn, actor, rls=self.rls) as conn:

@@ -24,6 +24,7 @@ from psycopg import sql
 from dbembed.chat.spaces import horizon as space_horizon
 from dbembed.chat.summarize import Summarizer, trim_to_model, turn_text
 from dbembed.chat.tables import HistoryTable, MemoryTable
+from dbembed.text.lexical import lexical_tokens, tsvector_text
 
 if TYPE_CHECKING:
     import psycopg
@@ -112,10 +113,10 @@ def _vectors(
 def _write(conn: psycopg.Connection, mt: MemoryTable, items: list[_Item], vecs: dict[str, np.ndarray]) -> int:
     cols = ["user", "theme", "chat", "summary", "metadata", "vector"]
     if not mt.mapped:  # a mapped table keeps these in metadata (it has no such columns)
-        cols += ["tenant", "kind", "turn_id", "turn", "summary_model", "hash", "source_at"]
-    names = sql.SQL(", ").join(mt.raw(c) for c in cols)
-    # Explicit casts: the RDS Data API sends text as varchar, which jsonb/vector columns do not take.
-    casts = {"vector": sql.SQL(mt.vector_type), "metadata": sql.SQL("jsonb")}
+        cols += ["tenant", "kind", "turn_id", "turn", "summary_model", "hash", "source_at", "lexical"]
+    names = sql.SQL(", ").join(sql.Identifier("lexical") if c == "lexical" else mt.raw(c) for c in cols)
+    # Explicit casts: the RDS Data API sends text as varchar, which jsonb/vector/tsvector columns do not take.
+    casts = {"vector": sql.SQL(mt.vector_type), "metadata": sql.SQL("jsonb"), "lexical": sql.SQL("tsvector")}
     holders = sql.SQL(", ").join(
         sql.SQL("%s::{}").format(casts[c]) if c in casts else sql.SQL("%s") for c in cols
     )
@@ -139,6 +140,7 @@ def _write(conn: psycopg.Connection, mt: MemoryTable, items: list[_Item], vecs: 
             "tenant": i.tenant, "user": i.user, "theme": i.theme, "chat": i.chat, "summary": i.text,
             "metadata": json.dumps(meta), "vector": vecs[i.digest], "kind": i.kind, "turn_id": i.turn_id,
             "turn": i.turn, "summary_model": i.summary_model, "hash": i.digest, "source_at": i.source_at,
+            "lexical": None if mt.mapped else tsvector_text(lexical_tokens(i.text)),
         }  # fmt: skip
         rows.append(tuple(values[c] for c in cols))
     if rows:

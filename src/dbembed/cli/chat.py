@@ -135,17 +135,20 @@ def search(
     theme: Annotated[str | None, typer.Option("--theme")] = None,
     since: Annotated[datetime | None, typer.Option("--since", help="Only conversations from then on.")] = None,
     until: Annotated[datetime | None, typer.Option("--until", help="Only conversations before then.")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="hybrid (default), vector or lexical.")] = None,
     config: ConfigOpt = None, database_url: DatabaseUrlOpt = None, data_dir: DataDirOpt = None,
     model: ModelOpt = None, collection: CollectionOpt = None, as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
-    """Search one user's memory."""
+    """Search one user's memory (by meaning and exact words; see --mode)."""
     with _store(config, database_url, data_dir, model, collection) as store:
-        hits = store.search(_actor(user, tenant), query, k=k, theme=theme, since=since, until=until)
+        hits = store.search(
+            _actor(user, tenant), query, k=k, theme=theme, since=since, until=until, mode=mode
+        )
     if as_json:
         emit_json({"items": [h.as_dict() for h in hits]})
         return
     for h in hits:
-        typer.echo(f"{h.score:.3f}  chat {h.chat_id}  {h.theme}\n  {h.summary[:300]}")
+        typer.echo(f"{h.score:.4f}  chat {h.chat_id}  {h.theme}\n  {h.summary[:300]}")
 
 
 @chat_app.command("delete-user")

@@ -205,9 +205,17 @@ def search_cmd(
     exact: Annotated[bool, typer.Option("--exact", help="Exact scan instead of the HNSW index.")] = False,
     backend: BackendOpt = None,
     precision: PrecisionOpt = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help="hybrid (meaning + exact words, fused; the default), vector (meaning only) or "
+            "lexical (exact words, names, codes; no model needed).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Semantic search over the indexed rows: score, file, table, row and text."""
+    """Search the indexed rows by meaning and exact words: score, file, table, row and text."""
     from dbembed import api_lib
 
     s = _settings(
@@ -219,7 +227,7 @@ def search_cmd(
         backend=backend,
         precision=precision,
     )
-    hits = api_lib.search(query, k, file=file, table=table, settings=s, exact=exact)
+    hits = api_lib.search(query, k, file=file, table=table, settings=s, exact=exact, mode=mode)
     if json_out:
         emit_json([h.as_dict() for h in hits])
         return
@@ -227,7 +235,7 @@ def search_cmd(
         typer.echo("no hits")
     for i, h in enumerate(hits, 1):
         text = h.text if len(h.text) <= 200 else h.text[:197] + "..."
-        typer.echo(f"{i:>2}. {h.score:.3f}  {h.path}  [{h.table} #{h.row_key}]\n    {text}")
+        typer.echo(f"{i:>2}. {h.score:.4f}  {h.path}  [{h.table} #{h.row_key}]\n    {text}")
 
 
 def status_cmd(

@@ -15,6 +15,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dbembed.errors import UsageError
 from dbembed.generate.files import (
@@ -41,7 +42,7 @@ class GenerateReport:
     out_dir: str
     seed: int
     files: list[FileInfo] = field(default_factory=list)
-    planted: list[dict[str, str]] = field(default_factory=list)
+    planted: list[dict[str, Any]] = field(default_factory=list)
     rows: int = 0
     bytes: int = 0
     seconds: float = 0.0
@@ -72,8 +73,9 @@ def _relpath(k: int, schema: Schema, rng: random.Random) -> str:
     return f"{env}/{date}/{stem}-{k:04d}{suffix}"
 
 
-def planted_records(out_dir: Path, planted: list[PlantedRow]) -> list[dict[str, str]]:
-    """The ``--planted`` JSON entries.  ``file`` is relative to OUT_DIR; ``path`` is absolute."""
+def planted_records(out_dir: Path, planted: list[PlantedRow]) -> list[dict[str, Any]]:
+    """The ``--planted`` JSON entries.  ``file`` is relative to OUT_DIR; ``path`` is absolute;
+    ``queries`` lists every labelled query of the row (``type`` from ``planted.QUERY_TYPES``)."""
     root = out_dir.resolve()
     return [
         {
@@ -83,6 +85,8 @@ def planted_records(out_dir: Path, planted: list[PlantedRow]) -> list[dict[str, 
             "table": p.plant.table,
             "row_key": p.row_key,
             "text": p.plant.values[p.plant.main],
+            "lang": p.plant.lang,
+            "queries": [{"type": t, "query": q} for t, q in p.plant.labelled()],
         }
         for p in planted
     ]

@@ -47,14 +47,17 @@ def copy_chunks(
     records: Sequence[ChunkRecord],
     vectors: np.ndarray,
 ) -> int:
-    """Load chunks with binary COPY (pgvector-python's loading pattern); returns rows written."""
+    """Load chunks with binary COPY (pgvector-python's loading pattern), their lexical tokens
+    with them (same transaction); returns rows written."""
     if not records:
         return 0
     from psycopg.types.json import Jsonb
 
-    cols = "(source_id, table_name, row_key, chunk_no, row_hash, content_hash, text, metadata, embedding)"
+    from dbembed.text.lexical import lexical_tokens, tsvector_binary
+
+    cols = "(source_id, table_name, row_key, chunk_no, row_hash, content_hash, text, metadata, embedding, lexical)"
     with conn.cursor() as cur, cur.copy(f"COPY {coll.table} {cols} FROM STDIN WITH (FORMAT BINARY)") as copy:
-        copy.set_types(["int8", "text", "text", "int4", "bytea", "bytea", "text", "jsonb", "bytea"])
+        copy.set_types(["int8", "text", "text", "int4", "bytea", "bytea", "text", "jsonb", "bytea", "bytea"])
         for rec, vec in zip(records, vectors, strict=True):
             copy.write_row(
                 (
@@ -68,6 +71,8 @@ def copy_chunks(
                     Jsonb(rec.metadata) if rec.metadata is not None else None,
                     # bytea's binary dumper passes bytes through untouched: pre-encoded pgvector binary.
                     vector_binary(vec, coll.vector_type),
+                    # The lexical index's tokens of the same text, in tsvector's binary format.
+                    tsvector_binary(lexical_tokens(rec.text)),
                 )
             )
     return len(records)

@@ -40,6 +40,11 @@ class Collection:
         return f"chunks_{int(self.id)}_hnsw"
 
     @property
+    def relname(self) -> str:
+        """The chunk table's name inside the ``dbembed`` schema."""
+        return f"chunks_{int(self.id)}"
+
+    @property
     def column_type(self) -> str:
         return f"{self.vector_type}({int(self.dimensions)})"
 
@@ -132,6 +137,7 @@ def ensure_collection(
                     text          text NOT NULL,
                     metadata      jsonb,
                     embedding     {coll.column_type} NOT NULL,
+                    lexical       tsvector,
                     UNIQUE (source_id, table_name, row_key, chunk_no))"""
         )
         conn.execute(f"CREATE INDEX chunks_{coll.id}_content_hash ON {coll.table} (content_hash)")
@@ -146,27 +152,40 @@ def has_hnsw(conn: psycopg.Connection, coll: Collection) -> bool:
 
 
 def ensure_hnsw(conn: psycopg.Connection, coll: Collection) -> bool:
-    """Build the HNSW index once, after the first bulk load (much faster than maintaining it
-    row by row during the load).  Afterwards PostgreSQL maintains it.  Returns True if built now.
+    """Build the HNSW index and the lexical (GIN) index once, after the first bulk load (much
+    faster than maintaining them row by row during the load).  Afterwards PostgreSQL maintains
+    them.  Returns True if the HNSW index was built now.
 
-    Only one worker builds it (advisory lock); others skip.  Needs an autocommit connection.
+    Only one worker builds them (advisory lock); others skip.  Needs an autocommit connection.
     """
-    if has_hnsw(conn, coll):
+    from dbembed.store.lexical import ensure_lexical_index, lexical_index_name
+
+    lexical_ready = conn.execute(
+        "SELECT 1 FROM pg_indexes WHERE schemaname = 'dbembed' AND indexname = %s",
+        (lexical_index_name(coll.relname),),
+    ).fetchone()
+    if has_hnsw(conn, coll) and lexical_ready:
         return False
     got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (coll.hnsw_index,)).fetchone()
     if not got or not got[0]:
         return False
     try:
-        if has_hnsw(conn, coll):
-            return False
-        m = int(coll.settings.get("hnsw_m", 16))
-        efc = int(coll.settings.get("hnsw_ef_construction", 64))
-        conn.execute("SET maintenance_work_mem = '512MB'")
-        conn.execute(
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {coll.hnsw_index} ON {coll.table} "
-            f"USING hnsw (embedding {coll.ops}) WITH (m = {m}, ef_construction = {efc})"
-        )
-        conn.execute("RESET maintenance_work_mem")
-        return True
+        built = False
+        if not has_hnsw(conn, coll):
+            m = int(coll.settings.get("hnsw_m", 16))
+            efc = int(coll.settings.get("hnsw_ef_construction", 64))
+            conn.execute("SET maintenance_work_mem = '512MB'")
+            conn.execute(
+                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {coll.hnsw_index} ON {coll.table} "
+                f"USING hnsw (embedding {coll.ops}) WITH (m = {m}, ef_construction = {efc})"
+            )
+            conn.execute("RESET maintenance_work_mem")
+            built = True
+        pending = conn.execute(
+            "SELECT 1 FROM dbembed.lexical_backfill WHERE relname = %s", (coll.relname,)
+        ).fetchone()
+        if not pending:  # a collection still being backfilled gets its index when the backfill ends
+            ensure_lexical_index(conn, coll.relname)
+        return built
     finally:
         conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (coll.hnsw_index,))

@@ -97,6 +97,11 @@ def migrate(conn: psycopg.Connection) -> list[int]:
                 (mig.version, mig.name),
             )
             applied_now.append(mig.version)
+    if conn.autocommit:
+        # Data steps of migrations that need Python (resumable, batched, outside the lock above).
+        from dbembed.store.lexical import backfill_pending
+
+        backfill_pending(conn)
     return applied_now
 
 
