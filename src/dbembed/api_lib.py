@@ -68,13 +68,22 @@ def index(
     *,
     on_file: Callable[[Any], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_estimate: Callable[[dict[str, int], float | None], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
     **overrides: Any,
 ) -> RunSummary:
-    """Find, read, embed and store every SQLite file under ``roots``; incremental and resumable."""
+    """Find, read, embed and store every SQLite file under ``roots``; incremental and resumable.
+
+    Callbacks (all on the calling thread): ``on_start(files queued)``; ``on_estimate(rows per queued
+    file, earlier runs' rows/s or None)``; ``on_progress(path, rows read, chunks written)`` after each
+    embed+load step inside a file; ``on_file(FileResult)`` when a file is done."""
     from dbembed.run.index import index as run_index
 
     s = get_settings(settings, **overrides)
-    return run_index(roots, s, provider_factory=provider_for, on_file=on_file, on_start=on_start)
+    return run_index(
+        roots, s, provider_factory=provider_for, on_file=on_file, on_start=on_start, on_estimate=on_estimate,
+        on_progress=on_progress,
+    )  # fmt: skip
 
 
 def search(

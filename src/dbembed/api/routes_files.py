@@ -108,6 +108,16 @@ def list_files(
     return {"items": items, "next_cursor": nxt, "counts": counts}
 
 
+@router.get("/collections")
+def list_collections(request: Request) -> dict[str, Any]:
+    """Every collection: model, dimensions, files by status, rows, chunks and rejections."""
+    from dbembed.store.files import collection_overview
+
+    st = state(request)
+    with st.connection() as conn:
+        return {"items": collection_overview(conn)}
+
+
 @router.get("/runs")
 def list_runs(
     request: Request,

@@ -132,7 +132,10 @@ def run_cmd(
     from dbembed.cli.progress import RunProgress
 
     with RunProgress(enabled=not json_out and sys.stderr.isatty()) as progress:
-        summary = api_lib.index(roots, s, on_file=progress.on_file, on_start=progress.on_start)
+        summary = api_lib.index(
+            roots, s, on_file=progress.on_file, on_start=progress.on_start, on_estimate=progress.on_estimate,
+            on_progress=progress.on_progress,
+        )  # fmt: skip
     if json_out:
         emit_json(summary.as_dict())
     else:

@@ -197,6 +197,8 @@ def index(
     provider_factory: Callable[[Settings], EmbeddingProvider] | None = None,
     on_file: Callable[[Any], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_estimate: Callable[[dict[str, int], float | None], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> RunSummary:
     """Run once over ``roots`` and return what happened (also recorded in ``dbembed.runs``).
 
@@ -248,6 +250,8 @@ def index(
         queued = _count(conn, coll.id, root_list, ("queued", "leased"))
         if on_start is not None:
             on_start(queued)
+        if on_estimate is not None and queued:
+            on_estimate(*_estimate_work(conn, coll, root_list, settings))
         run_store.add_counts(conn, run_id, {"files_missing": missing})
         totals = WorkerTotals()
         procs: list[Any] = []
@@ -257,8 +261,9 @@ def index(
             procs = _spawn_workers(settings, root_list, coll, run_id)
             try:
                 totals = worker_loop(
-                    settings, root_list, coll.name, run_id, provider=provider, on_file=on_file
-                )
+                    settings, root_list, coll.name, run_id, provider=provider, on_file=on_file,
+                    on_progress=on_progress,
+                )  # fmt: skip
             finally:
                 for p in procs:
                     p.join()
@@ -342,3 +347,19 @@ def _throughput_keys(settings: Settings, model_id: str) -> dict[str, str]:
     from dbembed.run.plan import backend_key, machine_key
 
     return {"machine": machine_key(), "backend": backend_key(settings, model_id)}
+
+
+def _estimate_work(
+    conn: psycopg.Connection, coll: Collection, roots: list[str], settings: Settings
+) -> tuple[dict[str, int], float | None]:
+    """Rows to read per queued file (cheap: dbembed.run.estimate) and the rows/s that earlier runs
+    on this machine and backend achieved (None without history), for progress and its ETA."""
+    from dbembed.run.estimate import estimate_rows
+    from dbembed.run.plan import backend_key, machine_key
+    from dbembed.store.plan import queued_files, throughput_history
+
+    rows = estimate_rows(queued_files(conn, coll.id, roots))
+    history = throughput_history(conn, machine_key(), backend_key(settings, coll.model))
+    seconds = sum(h["seconds"] for h in history)
+    rate = sum(h["rows"] for h in history) / seconds if seconds > 0 else None
+    return rows, rate

@@ -19,6 +19,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,7 @@ class FileResult:
 class _Batch:
     records: list[ChunkRecord]
     replaced_keys: list[tuple[str, str]]  # changed rows whose old chunks go before the new ones load
+    rows_read: int = 0  # rows the reader went through since the previous batch (for progress)
 
 
 @dataclass
@@ -138,6 +140,10 @@ class FileIndexer:
         self.run_id = run_id
         self.salt = f"{chunker.max_tokens}:{chunker.overlap}"
         self._started = 0.0
+        # Called on this thread after each embed+load step: (path, rows read, chunks written) since the
+        # previous call, so progress moves within a file (dbembed.cli.progress).
+        self.progress: Callable[[str, int, int], None] | None = None
+
 
     # -- reading side (background thread) -------------------------------------------------
     def _produce(
@@ -148,7 +154,7 @@ class FileIndexer:
 
         try:
             t_read = t_chunk = 0.0
-            rows = changed = ntables = 0
+            rows = changed = ntables = reported = 0
             batch: list[ChunkRecord] = []
             replaced: list[tuple[str, str]] = []
             with SqliteSource(local_path, self.settings) as src:
@@ -182,11 +188,11 @@ class FileIndexer:
                             batch.append(ChunkRecord(table.name, row.key, no, rh, content_hash(piece), piece))
                         t_chunk += time.perf_counter() - t1
                         if len(batch) >= FLUSH_CHUNKS:
-                            out.put(_Batch(batch, replaced))
-                            batch, replaced = [], []
+                            out.put(_Batch(batch, replaced, rows - reported))
+                            batch, replaced, reported = [], [], rows
                 used_snapshot = bool(getattr(src, "used_snapshot", False))
             if batch or replaced:
-                out.put(_Batch(batch, replaced))
+                out.put(_Batch(batch, replaced, rows - reported))
             out.put(_ReadDone(ntables, rows, changed, list(existing), used_snapshot, t_read, t_chunk))
         except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
             out.put(exc)
@@ -284,7 +290,10 @@ class FileIndexer:
                     if isinstance(item, _ReadDone):
                         done = item
                         break
+                    written = result.chunks_written
                     t_load += self._flush(claim.id, item, stats, result)
+                    if self.progress is not None:
+                        self.progress(claim.path, item.rows_read, result.chunks_written - written)
             finally:
                 if done is None and reader is not None:
                     _drain(q, reader)

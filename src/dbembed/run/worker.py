@@ -148,6 +148,7 @@ def worker_loop(
     *,
     provider: EmbeddingProvider | None = None,
     on_file: Any = None,
+    on_progress: Any = None,
 ) -> WorkerTotals:
     """Claim and index files until none is left under ``roots``; returns this worker's totals."""
     from dbembed.embed.registry import get_provider
@@ -174,6 +175,7 @@ def worker_loop(
         owner,
         run_id,
     )
+    indexer.progress = on_progress
     totals = WorkerTotals()
     # A provider outlives runs in long-lived processes (scheduler, API, tests): record this run's share.
     usage_before = provider.usage.as_dict()

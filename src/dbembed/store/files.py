@@ -176,3 +176,30 @@ def rejections(conn: psycopg.Connection, source_ids: list[int], per_file: int = 
             {"level": level, "table": table, "row_key": key, "chunk_index": chunk, "reason": reason}
         )
     return out
+
+
+def collection_overview(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every collection with its files by status and what its indexed files hold: ``name``,
+    ``model``, ``dimensions``, ``vector_type``, ``files`` ({status: n}), ``rows``, ``chunks``,
+    ``rejected_rows``, ``rejected_chunks``."""
+    cur = conn.execute(
+        """SELECT c.id, c.name, c.model, c.dimensions, c.vector_type,
+                  coalesce((SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*) AS n
+                            FROM dbembed.sources WHERE collection_id = c.id GROUP BY status) g), '{}'::jsonb),
+                  coalesce(t.rows, 0), coalesce(t.chunks, 0), coalesce(t.rej_rows, 0), coalesce(t.rej_chunks, 0)
+           FROM dbembed.collections c
+           LEFT JOIN LATERAL (SELECT sum(rows) AS rows, sum(chunks) AS chunks, sum(rejected_rows) AS rej_rows,
+                                     sum(rejected_chunks) AS rej_chunks
+                              FROM dbembed.sources WHERE collection_id = c.id AND status = 'indexed') t ON true
+           ORDER BY c.id"""
+    )
+    keys = ("id", "name", "model", "dimensions", "vector_type", "files", "rows", "chunks", "rejected_rows",
+            "rejected_chunks")  # fmt: skip
+    out = []
+    for r in cur.fetchall():
+        item = dict(zip(keys, r, strict=True))
+        for k in ("rows", "chunks", "rejected_rows", "rejected_chunks"):
+            item[k] = int(item[k])
+        item["files"] = {str(k): int(v) for k, v in (item["files"] or {}).items()}
+        out.append(item)
+    return out

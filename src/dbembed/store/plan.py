@@ -61,9 +61,10 @@ def throughput_history(
     conn: psycopg.Connection, machine: str, backend: str, limit: int = 5
 ) -> list[dict[str, float]]:
     """The latest finished runs recorded with this machine and backend that embedded something:
-    ``texts`` embedded, ``tokens`` (all providers), ``embed_s`` (seconds in the model), ``seconds``."""
+    ``texts`` embedded, ``rows`` read, ``tokens`` (all providers), ``embed_s`` (seconds in the model),
+    ``seconds`` (the whole run)."""
     rows = conn.execute(
-        """SELECT r.texts_embedded,
+        """SELECT r.texts_embedded, r.rows,
                   coalesce((SELECT sum((u.value ->> 'tokens')::float8) FROM jsonb_each(r.usage) u), 0),
                   coalesce((r.stats -> 'stage_s' ->> 'embed')::float8, 0), coalesce(r.seconds, 0)
            FROM dbembed.runs r
@@ -73,5 +74,18 @@ def throughput_history(
         (machine, backend, limit),
     ).fetchall()
     return [
-        {"texts": float(t), "tokens": float(k), "embed_s": float(e), "seconds": float(s)} for t, k, e, s in rows
+        {"texts": float(t), "rows": float(r), "tokens": float(k), "embed_s": float(e), "seconds": float(s)}
+        for t, r, k, e, s in rows
     ]
+
+
+def queued_files(conn: psycopg.Connection, collection_id: int, roots: Sequence[str]) -> list[tuple[str, int | None]]:
+    """(path, size) of the files under the roots that a run is about to index, largest first."""
+    rows = conn.execute(
+        """SELECT path, seen_size FROM dbembed.sources
+           WHERE collection_id = %s AND status IN ('queued', 'leased')
+             AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))
+           ORDER BY seen_size DESC NULLS LAST, id""",
+        (collection_id, list(roots)),
+    ).fetchall()
+    return [(str(p), None if sz is None else int(sz)) for p, sz in rows]

@@ -1,0 +1,94 @@
+"""Progress you can trust on big files: rows and chunks move within a file, the total is estimated
+before the first file is read, and the ETA exists from the start when earlier runs left a rate."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from dbembed.cli.progress import RunProgress, fmt_eta
+from dbembed.run.estimate import estimate_rows, rows_in_file
+from tests.helpers import TOPICS, make_db, tickets_for
+
+
+def big_db(path: Path, rows: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.executemany(
+            "INSERT INTO notes VALUES (?, ?)",
+            [(i, f"{TOPICS[i % len(TOPICS)]} (note {i})") for i in range(1, rows + 1)],
+        )
+        conn.execute("CREATE TABLE tags (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID")
+        conn.executemany("INSERT INTO tags VALUES (?, ?)", [(f"k{i}", "tag text") for i in range(7)])
+    conn.close()
+    return path
+
+
+def test_discovery_estimates_rows_cheaply_and_defensively(tmp_path: Path) -> None:
+    a = big_db(tmp_path / "a.db", 1500)
+    assert rows_in_file(str(a)) == 1500 + 7
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"SQLite format 3\x00" + b"\x00" * 5000)
+    est = estimate_rows([(str(a), a.stat().st_size), (str(junk), 5000), ("s3://b/k.db", a.stat().st_size)])
+    assert est[str(a)] == 1507
+    assert est["s3://b/k.db"] == 1507  # same size as a: rows at a's measured bytes per row
+    assert a.read_bytes()[:16] == b"SQLite format 3\x00"  # opened read-only, never written
+
+
+def test_the_bar_moves_within_a_file_with_an_eta_from_the_start() -> None:
+    p = RunProgress(enabled=False)
+    p.on_start(2)
+    p.on_estimate({"/a.db": 10_000, "/b.db": 10_000}, prior_rows_per_s=100.0)
+    assert (p.completed, p.total) == (0, 20_000) and p.eta() == 200.0  # before any row was read
+    p.on_progress("/a.db", 2_000, 1_800)
+    assert (p.completed, p.chunks) == (2_000, 1_800)  # inside the first file, nothing finished yet
+    p.on_file(SimpleNamespace(path="/a.db", rows=9_000, chunks_written=8_000, status="indexed",
+                              error=None, duration_s=1.0))  # fmt: skip
+    assert (p.completed, p.total, p.chunks) == (9_000, 19_000, 8_000)  # the estimate is replaced
+    assert fmt_eta(p.eta()) == "0:01:40"  # 10,000 rows left at 100 rows/s
+
+
+def test_a_real_run_reports_rows_inside_a_file(settings: Any, minilm: Any, tmp_path: Path) -> None:
+    import dbembed.api_lib as api_lib
+
+    big_db(tmp_path / "data" / "big.db", 1200)
+    make_db(tmp_path / "data" / "small.db", tickets_for(1, 5))
+    api_lib._providers[(settings.model, None, None)] = minilm
+    events: list[tuple[str, Any]] = []
+    api_lib.index(
+        [tmp_path / "data"],
+        settings,
+        on_start=lambda n: events.append(("start", n)),
+        on_estimate=lambda est, rate: events.append(("estimate", est)),
+        on_progress=lambda path, rows, chunks: events.append(("progress", (Path(path).name, rows, chunks))),
+        on_file=lambda res: events.append(("file", (Path(res.path).name, res.chunks_written))),
+    )
+    kinds = [k for k, _ in events]
+    assert kinds[:2] == ["start", "estimate"]
+    estimate = dict(events[1][1])
+    assert sorted(Path(k).name for k in estimate) == ["big.db", "small.db"]
+    assert estimate[str((tmp_path / "data" / "big.db").resolve())] == 1207
+    big_steps = [v for k, v in events if k == "progress" and v[0] == "big.db"]
+    done_at = next(i for i, (k, v) in enumerate(events) if k == "file" and v[0] == "big.db")
+    written = events[done_at][1][1]
+    assert len(big_steps) >= 2  # 1,200 chunks, 512 per step: the bar moved before the file was done
+    assert all(events.index(("progress", s)) < done_at for s in big_steps)
+    assert sum(s[1] for s in big_steps) <= 1207 and sum(s[2] for s in big_steps) == written >= 1200
+
+
+def test_tty_bar_shows_rows_files_chunks_and_eta() -> None:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    p = RunProgress(enabled=True, console=Console(file=buf, force_terminal=True, width=200))
+    with p:
+        p.on_start(4)
+        p.on_estimate({"/a.db": 4_000}, prior_rows_per_s=50.0)
+        p.on_progress("/a.db", 1_000, 900)
+        p._progress.refresh()
+    out = buf.getvalue()
+    assert "1,000/~4,000 rows" in out and "0/4 files" in out and "900 chunks" in out and "ETA 0:01:00" in out
