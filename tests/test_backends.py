@@ -257,3 +257,18 @@ def test_cli_run_with_openvino_shares_the_collection_with_torch(
     )
     hits = json.loads(res.stdout)
     assert hits and hits[0]["text"].endswith(PLANTED)
+
+
+def test_a_torch_free_runtime_wins_a_near_tie_but_not_a_clear_loss() -> None:
+    def row(backend: str, precision: str, seconds: float, cos: float = 1.0) -> dict[str, Any]:
+        return {"backend": backend, "precision": precision, "seconds": seconds, "min_cosine": cos}
+
+    near = [row("torch", "fp32", 1.0), row("torch", "bf16", 0.60), row("openvino", "fp32", 0.66)]
+    assert backends.pick(near) == Runtime("openvino", "fp32")  # within the margin: no torch import
+    clear = [row("torch", "fp32", 1.0), row("torch", "bf16", 0.50), row("openvino", "fp32", 0.66)]
+    assert backends.pick(clear) == Runtime("torch", "bf16")
+    drifted = [row("torch", "fp32", 1.0), row("openvino", "bf16", 0.2, cos=0.998)]
+    assert backends.pick(drifted) == Runtime("torch", "fp32")
+    assert backends.pick([{"backend": "openvino", "precision": "fp32", "error": "boom"}]) == Runtime(
+        "torch", "fp32"
+    )

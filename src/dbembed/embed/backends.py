@@ -17,7 +17,7 @@ model files (names, sizes, mtimes) and the exporter, so a changed model exports 
 
 ``--backend auto --precision auto`` measures, once per machine and model, every runtime
 available here on a fixed probe set and picks the fastest one whose vectors keep a cosine
->= ``MIN_COSINE`` to torch fp32 (int8 is never picked automatically).  The decision is
+>= ``MIN_COSINE`` to torch fp32 (a torch-free runtime wins ties within ``TORCH_FREE_MARGIN``).  The decision is
 cached as JSON next to the exports.
 """
 
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 BACKENDS = ("auto", "torch", "openvino", "onnx")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 MIN_COSINE = 0.999
-DECISION_VERSION = 1
+TORCH_FREE_MARGIN = 1.15  # see pick()
+DECISION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -309,41 +310,81 @@ def runtime_available(rt: Runtime) -> bool:
 
 
 def measure_runtimes(
-    model_dir: Path, device: str, make: Any, rounds: int = 2, texts: list[str] | None = None
+    model_dir: Path, device: str, make: Any, rounds: int = 3, texts: list[str] | None = None
 ) -> list[dict[str, Any]]:
     """Time each candidate runtime on the probe set and compare its vectors to torch fp32.
 
-    ``make(runtime)`` builds a provider.  Returns one dict per runtime: backend, precision,
-    seconds (best of ``rounds``), min/mean cosine to the reference, or error.
+    ``make(runtime)`` builds a provider.  The rounds are interleaved (every runtime once per
+    round) and the best round counts, so a burst of load from other processes does not decide
+    against whichever runtime happened to run during it.  Returns one dict per runtime:
+    backend, precision, seconds, min/mean cosine to the reference, or error.
     """
     import numpy as np
 
     texts = texts or probe_texts()
-    reference: Any = None
     rows: list[dict[str, Any]] = []
-    for rt in candidates(device):
-        row: dict[str, Any] = {"backend": rt.backend, "precision": rt.precision}
-        provider: EmbeddingProvider | None = None
-        try:
-            provider = make(rt)
-            provider.embed_documents(texts[:16])  # warm-up (graph compilation, thread pools)
-            best = float("inf")
-            vectors = None
-            for _ in range(rounds):
-                t = time.perf_counter()
-                vectors = provider.embed_documents(texts)
-                best = min(best, time.perf_counter() - t)
-            if reference is None:
-                reference = vectors
-            cos = np.sum(reference * vectors, axis=1)
-            row.update(seconds=round(best, 4), min_cosine=float(cos.min()), mean_cosine=float(cos.mean()))
-        except Exception as exc:  # noqa: BLE001 - a runtime that fails here is simply not chosen
-            row["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        finally:
-            if provider is not None:
-                provider.close()
-        rows.append(row)
+    live: list[tuple[dict[str, Any], EmbeddingProvider]] = []
+    try:
+        for rt in candidates(device):
+            row: dict[str, Any] = {"backend": rt.backend, "precision": rt.precision}
+            rows.append(row)
+            try:
+                provider = make(rt)
+                live.append((row, provider))
+                provider.embed_documents(texts[:16])  # warm-up (graph compilation, thread pools)
+            except Exception as exc:  # noqa: BLE001 - a runtime that fails here is simply not chosen
+                row["error"] = _one_line(exc)
+        reference: Any = None
+        for _ in range(rounds):
+            for row, provider in live:
+                if "error" in row:
+                    continue
+                try:
+                    t = time.perf_counter()
+                    vectors = provider.embed_documents(texts)
+                    took = time.perf_counter() - t
+                except Exception as exc:  # noqa: BLE001
+                    row["error"] = _one_line(exc)
+                    continue
+                if reference is None:
+                    reference = vectors
+                cos = np.sum(reference * vectors, axis=1)
+                row["seconds"] = round(min(row.get("seconds", float("inf")), took), 4)
+                row["min_cosine"] = min(row.get("min_cosine", 1.0), float(cos.min()))
+                row["mean_cosine"] = float(cos.mean())
+    finally:
+        for _, provider in live:
+            provider.close()
     return rows
+
+
+def _one_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def pick(rows: list[dict[str, Any]], precision: str = "auto") -> Runtime:
+    """The fastest measured runtime that keeps the vectors; torch fp32 when none does.
+
+    A runtime that does not need torch (OpenVINO) wins over a torch one up to
+    ``TORCH_FREE_MARGIN`` slower on the probe: every process that uses it saves the
+    seconds of importing torch and sentence-transformers, which the probe does not count.
+    """
+    ok = [
+        r
+        for r in rows
+        if "error" not in r
+        and "seconds" in r
+        and r["min_cosine"] >= MIN_COSINE
+        and precision in ("auto", r["precision"])
+    ]
+    if not ok:
+        return Runtime("torch", "fp32")
+
+    def cost(r: dict[str, Any]) -> float:
+        return float(r["seconds"]) / (TORCH_FREE_MARGIN if r["backend"] == "openvino" else 1.0)
+
+    best = min(ok, key=cost)
+    return Runtime(best["backend"], best["precision"])
 
 
 def decide(model_dir: Path, device: str, make: Any, precision: str = "auto") -> Runtime:
@@ -357,13 +398,7 @@ def decide(model_dir: Path, device: str, make: Any, precision: str = "auto") -> 
     if len(cands) == 1:
         return cands[0]
     rows = measure_runtimes(model_dir, device, make)
-    ok = [
-        r
-        for r in rows
-        if "error" not in r and r["min_cosine"] >= MIN_COSINE and precision in ("auto", r["precision"])
-    ]
-    best = min(ok, key=lambda r: r["seconds"]) if ok else {"backend": "torch", "precision": "fp32"}
-    chosen = Runtime(best["backend"], best["precision"])
+    chosen = pick(rows, precision)
     path = decision_path(model_dir, device, precision)
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
