@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from dbembed.store.collections import Collection
     from dbembed.text.chunk import Chunker
 
-FLUSH_CHUNKS = 512  # chunks per embed+COPY step
+FLUSH_CHUNKS = 2048  # chunks per embed+COPY step: also the window sorted by length before batching
 INLINE_READ_BYTES = 256 * 1024  # files up to this size are read without a reader thread
 
 
