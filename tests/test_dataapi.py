@@ -279,3 +279,30 @@ def test_cli_keys_and_status_over_the_data_api(settings, dataapi, tmp_path, monk
             ("acme", "alice")
         ]
     assert dataapi.calls["/Execute"] > 0
+
+
+def test_concurrent_requests_over_the_data_api(settings, dataapi, minilm) -> None:  # noqa: ANN001
+    """8 threads, each with its own Data API connection (as API requests have), write and read at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dbembed.chat import ChatStore
+    from dbembed.store.dataapi import connect_data_api
+
+    da = _da_settings(settings, dataapi)
+    with open_store(da):
+        pass  # migrated
+
+    def worker(n: int) -> list[int]:
+        conn = connect_data_api(da)
+        store = ChatStore(conn, da, rls=True, provider=minilm)
+        actor = Actor(f"user{n % 4}")
+        for i in range(6):
+            store.add_turn(actor, 100 + n, f"turn {i} of worker {n}", "ok")
+            assert store.list_turns(actor, 100 + n, limit=50).items[0].turn_no == i
+        return [t.turn_no for t in store.list_turns(actor, 100 + n, limit=50).items]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(worker, range(8)))
+    assert results == [[5, 4, 3, 2, 1, 0]] * 8
+    with psycopg.connect(settings.database_url) as direct:
+        assert direct.execute("SELECT count(*) FROM dbembed.chat_turns").fetchone() == (48,)
