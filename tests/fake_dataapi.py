@@ -109,6 +109,13 @@ def _field(value: Any) -> dict[str, Any]:
     if isinstance(value, bytes | memoryview):
         return {"blobValue": base64.b64encode(bytes(value)).decode()}
     if isinstance(value, list):
+        items = [v for v in value if v is not None]
+        if items and all(isinstance(v, bool) for v in items):
+            return {"arrayValue": {"booleanValues": value}}
+        if items and all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            return {"arrayValue": {"longValues": value}}
+        if items and all(isinstance(v, float) for v in items):
+            return {"arrayValue": {"doubleValues": value}}
         return {"arrayValue": {"stringValues": [None if v is None else str(v) for v in value]}}
     return {"stringValue": str(value)}
 

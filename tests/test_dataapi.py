@@ -170,6 +170,17 @@ def test_large_results_are_paged_and_oversized_rows_named(settings, dataapi) -> 
     conn = connect(_da_settings(settings, dataapi))
     assert conn.execute(q).fetchall() == expected  # ~3 MB: more than one 1 MiB response
     assert dataapi.calls["/Execute"] > 3
+    row = conn.execute(
+        "SELECT ARRAY[1, 2]::int8[], ARRAY['a', 'b'], 2.5::numeric, '{\"k\": [1]}'::jsonb, now(), true, NULL::text"
+    ).fetchone()
+    with psycopg.connect(settings.database_url) as direct:
+        assert (
+            row
+            == direct.execute(
+                "SELECT ARRAY[1, 2]::int8[], ARRAY['a', 'b'], 2.5::numeric, '{\"k\": [1]}'::jsonb, %s, true, NULL::text",
+                (row[4],),
+            ).fetchone()
+        )
     with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="64 KB per row"):
         conn.execute("SELECT repeat('y', 70000)")
 

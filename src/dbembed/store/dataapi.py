@@ -103,7 +103,8 @@ def map_error(exc: BaseException, target: Target) -> BaseException:
         return psycopg.errors.QueryCanceled(f"the Data API statement timed out: {msg}")
     if code == "TransactionNotFoundException":
         return psycopg.OperationalError(
-            f"Data API transaction lost ({msg}); a transaction expires after three minutes without a call"
+            f"Data API transaction lost ({msg}): it expired (three minutes without a call) or the Data API "
+            "ended it after an error in a previous call; retry the whole transaction"
         )
     if code in _FATAL_CODES or "EndpointConnectionError" in code or "Credentials" in code:
         return DatabaseUnavailable(
