@@ -329,3 +329,28 @@ def test_chat_memory_modes(settings: Any, minilm: Any) -> None:
         assert vec[0].chat_id == 2 and vec[0].lexical_score is None
         with pytest.raises(InvalidInput, match="mode"):
             store.search(alice, "x", mode="nope")
+
+
+def test_migration_backfills_chat_memory_without_reembedding(settings: Any, minilm: Any) -> None:
+    from dbembed.chat import Actor, open_store
+    from dbembed.store.connection import connect
+    from dbembed.store.migrate import migrate
+
+    alice = Actor("alice")
+    with open_store(settings) as store:
+        store._provider = minilm
+        store.add_turn(alice, 1, "注文番号JP-5531-0098の配送状況を教えて", "確認します。")
+        store.add_turn(alice, 2, "How do I bake sourdough bread?", "Feed the starter.")
+        assert store.sync().complete
+    _make_pre_0005(settings.database_url)
+    texts_before = minilm.usage.texts
+    with connect(settings) as conn:
+        assert 5 in migrate(conn)
+        rel = conn.execute("SELECT 'chat_memory_' || id FROM dbembed.chat_memory_spaces").fetchone()[0]
+        assert conn.execute(f"SELECT count(*) FROM dbembed.{rel} WHERE lexical IS NULL").fetchone() == (0,)
+        assert conn.execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", (f"{rel}_lexical",)).fetchone()
+    with open_store(settings) as store:
+        store._provider = minilm
+        hits = store.search(alice, "配送状況", k=2, mode="lexical")
+        assert [h.chat_id for h in hits] == [1]
+    assert minilm.usage.texts == texts_before  # the backfill embedded nothing
