@@ -11,6 +11,7 @@ overrides that are applied on top of env vars and the config file.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = ["index", "search", "status", "files", "retry_failed", "dry_run", "Run
 # Providers are expensive to load (a transformer takes seconds); keep one per (model, device) per process.
 # The key gains (backend, precision) unless they name the reference runtime (or auto, its stand-in).
 _providers: dict[tuple[Any, ...], Any] = {}
+_providers_lock = threading.RLock()  # API request threads: load each provider once
 _REFERENCE_RUNTIMES = {("auto", "auto"), ("torch", "auto"), ("torch", "fp32"), ("auto", "fp32")}
 
 
@@ -57,9 +59,10 @@ def provider_for(settings: Settings, spec: str | None = None) -> Any:
     key: tuple[Any, ...] = (spec or settings.model, settings.device, settings.dimensions)
     if (settings.backend, settings.precision) not in _REFERENCE_RUNTIMES:
         key += (settings.backend, settings.precision)
-    if key not in _providers:
-        _providers[key] = get_provider(settings, spec)
-    return _providers[key]
+    with _providers_lock:
+        if key not in _providers:
+            _providers[key] = get_provider(settings, spec)
+        return _providers[key]
 
 
 def index(

@@ -16,29 +16,38 @@ EXIT_FATAL = 3
 
 
 class DbembedError(Exception):
-    """Base class: every error dbembed raises on purpose carries a one-line, user-facing message."""
+    """Base class: every error dbembed raises on purpose carries a one-line, user-facing message.
+
+    ``exit_code`` is what the CLI exits with; ``http_status`` what the HTTP API answers
+    (with a JSON body ``{"error": message, "request_id": ...}``).
+    """
 
     exit_code = EXIT_FATAL
+    http_status = 500
 
 
 class ConfigError(DbembedError):
     exit_code = EXIT_USAGE
+    http_status = 500
 
 
 class UsageError(DbembedError):
     exit_code = EXIT_USAGE
+    http_status = 400
 
 
 class DatabaseUnavailable(DbembedError):
     """The store could not be reached or lacks what dbembed needs (e.g. pgvector)."""
 
     exit_code = EXIT_FATAL
+    http_status = 503
 
 
 class CollectionMismatch(DbembedError):
     """A collection exists with another model/dimension: vector spaces must never mix."""
 
     exit_code = EXIT_USAGE
+    http_status = 409
 
 
 class SourceError(DbembedError):
@@ -47,17 +56,24 @@ class SourceError(DbembedError):
     Recorded against that file with status ``failed``; the run goes on.
     """
 
+    http_status = 500
+
 
 class EmbeddingError(DbembedError):
     """An embedding provider failed for good (after retries) or rejected an input."""
+
+    http_status = 502
 
 
 class InputRejected(EmbeddingError):
     """The provider rejected one text (e.g. Bedrock ValidationException); only that chunk fails."""
 
+    http_status = 422
+
 
 class NotFound(DbembedError):
     exit_code = EXIT_USAGE
+    http_status = 404
 
 
 def mask_url(url: str) -> str:

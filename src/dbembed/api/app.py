@@ -1,51 +1,30 @@
 """The FastAPI application: ``create_app(settings)``, used by ``dbembed serve`` and Lambda.
 
 Cross-cutting concerns live here: the request size limit (413 before the body is
-read), per-route metrics, and one mapping from dbembed errors to HTTP statuses with a
-plain ``{"error": "..."}`` body, so every surface reports bad input the same way.
+read), per-route metrics, request ids, and (``dbembed.api.errors``) one mapping from
+errors to HTTP statuses with a JSON ``{"error": "...", "request_id": "..."}`` body, so
+every surface reports bad input the same way and nothing answers plain text.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dbembed.api import routes_chat, routes_files
+from dbembed.api.errors import RequestId, install_handlers
 from dbembed.api.state import AppState
-from dbembed.chat import AccessDenied, Conflict, InvalidInput
-from dbembed.errors import (
-    CollectionMismatch,
-    ConfigError,
-    DatabaseUnavailable,
-    DbembedError,
-    EmbeddingError,
-    NotFound,
-    UsageError,
-)
 
 if TYPE_CHECKING:
     from dbembed.config import Settings
-
-STATUS = [  # first match wins: subclasses before their bases
-    (AccessDenied, 403),
-    (NotFound, 404),
-    (Conflict, 409),
-    (CollectionMismatch, 409),
-    (InvalidInput, 400),
-    (ConfigError, 500),
-    (UsageError, 400),
-    (DatabaseUnavailable, 503),
-    (EmbeddingError, 502),
-]
 
 
 class BodySizeLimit:
@@ -61,8 +40,11 @@ class BodySizeLimit:
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await _too_large(send, self.max_bytes)
+        if length is not None and not (length.isdigit() and len(length) < 20):
+            await _reply(send, scope, 400, "invalid Content-Length header")
+            return
+        if length is not None and int(length) > self.max_bytes:
+            await _too_large(send, scope, self.max_bytes)
             return
         seen = 0
         started = False
@@ -85,26 +67,23 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await _too_large(send, self.max_bytes)
+                await _too_large(send, scope, self.max_bytes)
 
 
 class _BodyTooLarge(Exception):
     pass
 
 
-async def _too_large(send: Send, max_bytes: int) -> None:
-    body = b'{"error":"request body too large (at most %d bytes)"}' % max_bytes
-    await send({"type": "http.response.start", "status": 413,
+async def _too_large(send: Send, scope: Scope, max_bytes: int) -> None:
+    await _reply(send, scope, 413, f"request body too large (at most {max_bytes} bytes)")
+
+
+async def _reply(send: Send, scope: Scope, status: int, message: str) -> None:
+    rid = scope.get("state", {}).get("request_id", "-")
+    body = json.dumps({"error": message, "request_id": rid}).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
     await send({"type": "http.response.body", "body": body})
-
-
-def _validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
-        parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -129,18 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_files.router)
     app.include_router(routes_chat.router)
 
-    @app.exception_handler(DbembedError)
-    async def _dbembed_error(request: Request, exc: DbembedError) -> JSONResponse:
-        status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
-        return JSONResponse({"error": str(exc)}, status_code=status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": _validation_message(exc)}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    install_handlers(app)
 
     @app.middleware("http")
     async def _metrics(request: Request, call_next: Any) -> Any:
@@ -176,4 +144,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                            "script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'"})  # fmt: skip
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)  # type: ignore[arg-type]
+    app.add_middleware(RequestId)  # outermost: every answer, 413s included, carries the id
     return app

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dbembed.chat.scope import MAX_ID_CHARS, check_text
+from dbembed.chat.scope import clean_input, normalize_id
 from dbembed.errors import NotFound
 
 if TYPE_CHECKING:
@@ -50,11 +50,15 @@ def _digest(token: str) -> str:
 def create_key(
     conn: psycopg.Connection, tenant_id: str, user_id: str | None = None, name: str = ""
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns it and the token, which is shown once and never stored."""
-    check_text(tenant_id, "tenant id", MAX_ID_CHARS, allow_empty=False)
+    """Create a key; returns it and the token, which is shown once and never stored.
+
+    Tenant and user ids are stored in their canonical form (``chat.scope.normalize_id``),
+    the form every chat row is written under.  Raises ``InvalidInput`` for a bad id or name.
+    """
+    tenant_id = normalize_id(tenant_id, "tenant id")
     if user_id is not None:
-        check_text(user_id, "user id", MAX_ID_CHARS, allow_empty=False)
-    check_text(name, "key name", 200)
+        user_id = normalize_id(user_id, "user id")
+    name = clean_input(name, "key name", 200)
     key_id = secrets.token_hex(6)
     token = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
     row = conn.execute(
@@ -68,6 +72,8 @@ def create_key(
 
 
 def list_keys(conn: psycopg.Connection, tenant_id: str | None = None) -> list[ApiKey]:
+    if tenant_id is not None:
+        tenant_id = normalize_id(tenant_id, "tenant id")
     rows = conn.execute(
         """SELECT id, tenant_id, user_id, name, created_at, revoked_at, last_used_at FROM dbembed.api_keys
             WHERE %(t)s::text IS NULL OR tenant_id = %(t)s::text ORDER BY created_at, id""",
@@ -77,6 +83,8 @@ def list_keys(conn: psycopg.Connection, tenant_id: str | None = None) -> list[Ap
 
 
 def revoke_key(conn: psycopg.Connection, key_id: str) -> ApiKey:
+    if not re.fullmatch(r"[0-9a-f]{12}", key_id):
+        raise NotFound(f"no API key with id {key_id!r}")
     row = conn.execute(
         """UPDATE dbembed.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s
            RETURNING id, tenant_id, user_id, name, created_at, revoked_at, last_used_at""",

@@ -28,9 +28,9 @@ ThemeQ = Annotated[str | None, Query(max_length=512)]
 class TurnIn(BaseModel):
     user_input: str = Field(description="What the user said.")
     bot_response: str = Field("", description="What the bot answered.")
-    theme: str | None = Field(
-        None, max_length=512, description="Chat theme; default: the chat's current one."
-    )
+    # No max_length here: pydantic would refuse a lone surrogate in a constrained string, and
+    # texts are cleaned (surrogates replaced) and length-checked in one place, ChatStore.
+    theme: str | None = Field(None, description="Chat theme (at most 512 characters); default: the chat's current one.")
     turn_no: int | None = Field(None, ge=0, le=2**31 - 1, description="Default: next number in the chat.")
 
 

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 class Conflict(UsageError):
     """The turn already exists (HTTP 409)."""
 
+    http_status = 409
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -68,7 +70,13 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, n: int) -> list[Any] | None:
+def decode_cursor(cursor: str | None, n: int, kinds: str | None = None) -> list[Any] | None:
+    """The values of a cursor made by ``encode_cursor``; ``None`` for no cursor.
+
+    ``kinds`` has one letter per value: ``i`` an integer in PostgreSQL's bigint range
+    (the default for every value), ``t`` an ISO 8601 timestamp.  A cursor a client made
+    up or altered is ``InvalidInput`` (400), never a database error.
+    """
     if not cursor:
         return None
     try:
@@ -77,8 +85,13 @@ def decode_cursor(cursor: str | None, n: int) -> list[Any] | None:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(values, list) or len(values) != n:
             raise ValueError
+        for kind, value in zip(kinds or "i" * n, values, strict=True):
+            if kind == "i" and (type(value) is not int or not -(2**63) <= value < 2**63):
+                raise ValueError
+            if kind == "t" and (not isinstance(value, str) or datetime.fromisoformat(value).tzinfo is None):
+                raise ValueError
         return values
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInput("invalid cursor (pass back the next_cursor of the previous page)") from exc
 
 
@@ -176,7 +189,7 @@ def list_chats(
 ) -> Page:  # fmt: skip
     """A user's chats, most recently active first."""
     who, params = _who(h, actor)
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, 2, "ti")
     params |= {"theme": theme, "n": limit + 1, "cts": after[0] if after else None}
     params["cid"] = after[1] if after else None
     order = h.col("id") if h.mapped else h.col("turn")

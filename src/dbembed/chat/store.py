@@ -9,11 +9,12 @@ row-level security.  Batch jobs (sync, retention) run as the connecting role.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dbembed.chat import history, memory
-from dbembed.chat.scope import AccessDenied, Actor, InvalidInput, check_chat_id, check_text, scoped
+from dbembed.chat.scope import AccessDenied, Actor, InvalidInput, check_chat_id, clean_input, scoped
 from dbembed.chat.spaces import all_memory_tables, memory_table
 from dbembed.chat.sync import SyncResult, sync_memory
 from dbembed.chat.tables import MemoryTable, mapped_history, mapping_from_settings, native_history
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from dbembed.embed.base import EmbeddingProvider
 
 from dbembed.chat.scope import MAX_THEME_CHARS
+
+# A cache dict is shared by the ChatStores of all request threads (api.state.AppState.cache):
+# the provider is loaded once, under this lock, not once per thread that races to it.
+_PROVIDER_LOCK = threading.Lock()
 
 
 class ChatStore:
@@ -55,7 +60,10 @@ class ChatStore:
         if self._provider is None:
             from dbembed.embed.registry import get_provider
 
-            self._provider = self._cache["provider"] = get_provider(self.settings)
+            with _PROVIDER_LOCK:
+                self._provider = self._cache.get("provider")
+                if self._provider is None:
+                    self._provider = self._cache["provider"] = get_provider(self.settings)
         return self._provider
 
     def _page(self, limit: int) -> int:
@@ -64,7 +72,7 @@ class ChatStore:
         return limit
 
     def _theme(self, theme: str | None) -> str | None:
-        return None if theme is None else check_text(theme, "theme", MAX_THEME_CHARS)
+        return None if theme is None else clean_input(theme, "theme", MAX_THEME_CHARS)
 
     def _memory(self, *, create: bool) -> MemoryTable | None:
         key = f"memory:{self.provider.model_id}:{self.provider.dimensions}"
@@ -89,11 +97,17 @@ class ChatStore:
         turn_no: int | None = None,
         created_at: datetime | None = None,
     ) -> history.Turn:
-        """Store one turn (user input + bot response) of a chat."""
+        """Store one turn (user input + bot response) of a chat.
+
+        Texts and theme pass the hygiene boundary first (``scope.clean_input``): NUL and
+        controls removed, lone surrogates replaced by U+FFFD, NFKC; the returned ``Turn``
+        holds what was stored.  Raises ``InvalidInput`` (bad id, too long), ``Conflict``.
+        """
         check_chat_id(chat_id)
         limit = self.settings.max_text_chars
-        check_text(user_input, "user input", limit)
-        check_text(bot_response, "bot response", limit)
+        user_input = clean_input(user_input, "user_input", limit)
+        bot_response = clean_input(bot_response, "bot_response", limit)
+        theme = self._theme(theme)
         with scoped(self.conn, actor, rls=self.rls) as conn:
             return history.add_turn(
                 conn,
@@ -102,7 +116,7 @@ class ChatStore:
                 chat_id,
                 user_input,
                 bot_response,
-                self._theme(theme),
+                theme,
                 turn_no,
                 created_at,
             )
@@ -152,19 +166,20 @@ class ChatStore:
         mode: str | None = None,
     ) -> list[memory.MemoryHit]:
         """The user's memories best matching ``query``: ``mode`` hybrid (default,
-        ``settings.search_mode``), vector (meaning) or lexical (exact words; the query is not embedded)."""
-        from dbembed.text.hygiene import clean_text
+        ``settings.search_mode``), vector (meaning) or lexical (exact words; the query is not embedded).
 
-        check_text(query, "query", self.settings.max_text_chars, allow_empty=False)
-        if not 1 <= k <= self.settings.max_k:
+        The query is cleaned like the turns were; ``since``/``until`` without a time zone are UTC.
+        """
+        query = clean_input(query, "query", self.settings.max_text_chars, allow_empty=False)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.settings.max_k:
             raise InvalidInput(f"k must be between 1 and {self.settings.max_k}")
+        since, until = _utc(since, "since"), _utc(until, "until")
         if since is not None and until is not None and since > until:
             raise InvalidInput("'since' must not be after 'until'")
         mode = mode or self.settings.search_mode
         if mode not in memory.MODES:
             raise InvalidInput(f"mode must be one of {', '.join(memory.MODES)}")
         theme = self._theme(theme)
-        query = clean_text(query)
         # Embedded outside the transaction: no lock held while embedding.
         vector = None if mode == "lexical" else self.provider.embed_query(query)
         with scoped(self.conn, actor, rls=self.rls) as conn:
@@ -178,7 +193,7 @@ class ChatStore:
     def get_memory(self, actor: Actor, memory_id: int) -> memory.MemoryHit:
         with scoped(self.conn, actor, rls=self.rls) as conn:
             mt = self._memory(create=False)
-            if mt is None or not 0 < memory_id < 2**63:
+            if mt is None or isinstance(memory_id, bool) or not isinstance(memory_id, int) or not 0 < memory_id < 2**63:
                 from dbembed.errors import NotFound
 
                 raise NotFound(f"memory {memory_id} not found")
@@ -228,3 +243,12 @@ class ChatStore:
                 sql.SQL("DELETE FROM {} t WHERE {} < %s").format(h.table, h.col("created")), (cutoff,)
             ).rowcount
         return {"memories_deleted": deleted, "turns_deleted": turns, "cutoff": cutoff}
+
+
+def _utc(when: datetime | None, what: str) -> datetime | None:
+    """An aware datetime (naive means UTC), so a naive and an aware bound compare."""
+    if when is None:
+        return None
+    if not isinstance(when, datetime):
+        raise InvalidInput(f"'{what}' must be a date-time")
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when

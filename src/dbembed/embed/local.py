@@ -13,6 +13,7 @@ from ``settings.query_prefix``/``document_prefix``.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,13 @@ def quiet_transformers() -> None:
 
 
 class SentenceTransformerProvider(EmbeddingProvider):
-    """Any sentence-transformers model directory, on CPU or GPU."""
+    """Any sentence-transformers model directory, on CPU or GPU.
+
+    Thread-safe: ``encode`` runs under a per-provider lock, because the model's fast
+    tokenizer is mutated by every call (truncation/padding state) and concurrent calls
+    raise ``RuntimeError: Already borrowed``; the HTTP API calls it from many request
+    threads.  ``tokenizer()`` returns the model's own tokenizer: not for other threads.
+    """
 
     def __init__(
         self,
@@ -108,6 +115,7 @@ class SentenceTransformerProvider(EmbeddingProvider):
         load_path: str | Path | None = None,
     ) -> None:
         super().__init__()
+        self._encode_lock = threading.Lock()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -178,11 +186,12 @@ class SentenceTransformerProvider(EmbeddingProvider):
             "normalize_embeddings": False,
             "show_progress_bar": False,
         }
-        if self._autocast is not None:
-            with self._autocast():
+        with self._encode_lock:
+            if self._autocast is not None:
+                with self._autocast():
+                    vectors = self._model.encode(texts, **kwargs)
+            else:
                 vectors = self._model.encode(texts, **kwargs)
-        else:
-            vectors = self._model.encode(texts, **kwargs)
         return np.asarray(vectors, dtype=np.float32)
 
     def describe(self) -> dict[str, object]:

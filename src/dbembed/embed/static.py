@@ -98,6 +98,7 @@ class StaticModelProvider(EmbeddingProvider):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()
+        self._encode_lock = threading.Lock()  # the model's Rust tokenizer is not safe to share
         from model2vec import StaticModel
 
         self.path = ensure_static_model(settings)
@@ -113,5 +114,6 @@ class StaticModelProvider(EmbeddingProvider):
 
     def _embed_batch(self, texts: list[str], input_type: InputType) -> np.ndarray:
         self.usage.add(texts=len(texts), chars=sum(len(t) for t in texts), requests=1)
-        vectors = self._model.encode(texts, batch_size=len(texts), use_multiprocessing=False)
+        with self._encode_lock:
+            vectors = self._model.encode(texts, batch_size=len(texts), use_multiprocessing=False)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimensions)

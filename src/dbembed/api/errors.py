@@ -1,0 +1,126 @@
+"""Every error the API answers is JSON: ``{"error": "<one line>", "request_id": "<id>"}``.
+
+* ``RequestId`` (pure ASGI middleware) gives every request an id (the caller's
+  ``X-Request-ID`` when it is a short token, else a new one), returns it in the
+  ``X-Request-ID`` response header, and is the last line of defence: an exception that
+  nothing else handled becomes a logged JSON 500 naming the request id, never
+  Starlette's plain-text ``Internal Server Error``.  A lost or saturated database
+  (``psycopg.OperationalError``, ``psycopg_pool.PoolTimeout``) is a 503.
+* ``install_handlers`` maps ``DbembedError`` subclasses by their ``http_status``
+  (``dbembed.errors``), request validation to 422 and ``HTTPException`` to its status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dbembed.errors import DbembedError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger("dbembed.api")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_GOOD_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id") or "-")
+
+
+def error_response(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": message, "request_id": request_id(request)}, status_code=status, headers=headers
+    )
+
+
+def _unexpected(exc: BaseException) -> tuple[int, str]:
+    """Status and public message for an exception no handler knew (details go to the log)."""
+    try:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        if isinstance(exc, PoolTimeout | psycopg.OperationalError):
+            return 503, "the database is unavailable or saturated; retry later"
+    except ImportError:  # pragma: no cover - both ship with the api extra
+        pass
+    return 500, "internal error; the server log has the details under this request id"
+
+
+class RequestId:
+    """Request ids, and a JSON 500 (logged with the id) for any unhandled exception."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.lower().encode())
+        rid = given.decode() if given and _GOOD_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            status, public = _unexpected(exc)
+            log.error(
+                "request %s %s failed with %s (request id %s)",
+                scope.get("method"), scope.get("path"), type(exc).__name__, rid, exc_info=exc,
+            )  # fmt: skip
+            if started:  # the status line is out: nothing better than dropping the connection
+                raise
+            body = json.dumps({"error": public, "request_id": rid}).encode()
+            await send({"type": "http.response.start", "status": status, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", rid.encode())]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
+        parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DbembedError)
+    async def _dbembed_error(request: Request, exc: DbembedError) -> JSONResponse:
+        status = int(getattr(exc, "http_status", 500))
+        if status >= 500:
+            log.error("request %s %s: %s (request id %s)", request.method, request.url.path, exc,
+                      request_id(request))  # fmt: skip
+        return error_response(request, status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(request, 422, _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail: Any = exc.detail
+        return error_response(request, exc.status_code, str(detail), dict(exc.headers or {}))
