@@ -125,19 +125,23 @@ def test_unexpected_exception_is_a_logged_json_500_with_request_id(
 
 
 # -- property-based: arbitrary JSON for every field of a turn, arbitrary query strings ------------
+# Text with lone surrogates now and then (hypothesis leaves them out by default), NUL, controls.
+TEXT = st.text(st.characters() | st.integers(0xD800, 0xDFFF).map(chr) | st.sampled_from("\x00\u200b\ufeff"))
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),  # floats include NaN/inf
+    st.none() | st.booleans() | st.integers() | st.floats() | TEXT,  # floats include NaN/inf
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=8,
 )
 URL_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)  # a URL cannot carry a lone surrogate
 
 
-@hsettings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=150, deadline=None, database=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(
     body=st.fixed_dictionaries(
-        {}, optional={"user_input": JSON_VALUES, "bot_response": JSON_VALUES, "theme": JSON_VALUES,
-                      "turn_no": JSON_VALUES, "extra": JSON_VALUES}  # fmt: skip
+        {"user_input": TEXT | JSON_VALUES},
+        optional={"bot_response": TEXT | JSON_VALUES, "theme": st.none() | TEXT | JSON_VALUES,
+                  "turn_no": st.integers(-5, 2**40) | JSON_VALUES, "extra": JSON_VALUES},
     )
     | JSON_VALUES,
     chat=st.integers(min_value=-(2**70), max_value=2**70).map(str) | URL_TEXT,
@@ -220,20 +224,20 @@ def test_concurrent_requests_share_pool_and_provider_safely(live_server: tuple[s
             for i in range(rounds):
                 checks = [
                     c.post("/v1/chats/2/turns", headers=h, json={"user_input": f"round {i}", "bot_response": "ok"}),
-                    c.post("/v1/chats/3/turns", headers={**h, "X-Dbembed-User": "shared"},
-                           json={"user_input": f"u{n} round {i}"}),  # eight writers, one chat
+                    *(c.post("/v1/chats/3/turns", headers={**h, "X-Dbembed-User": "shared"},
+                             json={"user_input": f"u{n} round {i}.{j}"}) for j in range(SHARED)),  # 8 writers, 1 chat
                     c.get("/v1/memory/search", headers=h, params={"q": f"my pet {ANIMALS[n]}", "k": 1}),
                     c.get("/v1/search", headers=h, params={"q": "refund for a crushed parcel", "k": 1}),
                 ]  # fmt: skip
                 for r in checks:
                     if r.status_code >= 300:
                         failures.append(f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text[:200]}")
-                hits = checks[2].json().get("items") or [{}]
+                hits = checks[-2].json().get("items") or [{}]
                 if ANIMALS[n] not in hits[0].get("summary", ""):
-                    failures.append(f"u{n} memory search: {checks[2].text[:200]}")
-                files = checks[3].json().get("items") or [{}]
+                    failures.append(f"u{n} memory search: {checks[-2].text[:200]}")
+                files = checks[-1].json().get("items") or [{}]
                 if PLANTED not in files[0].get("text", ""):
-                    failures.append(f"file search: {checks[3].text[:200]}")
+                    failures.append(f"file search: {checks[-1].text[:200]}")
 
     pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
     for t in pool:
@@ -246,10 +250,17 @@ def test_concurrent_requests_share_pool_and_provider_safely(live_server: tuple[s
         for n in range(threads):
             turns = c.get("/v1/chats/2/turns", headers={**h, "X-Dbembed-User": f"u{n}"}).json()["items"]
             assert sorted(t["turn_no"] for t in turns) == list(range(rounds))
-        shared = c.get("/v1/chats/3/turns", headers={**h, "X-Dbembed-User": "shared"}, params={"limit": 200})
-        assert sorted(t["turn_no"] for t in shared.json()["items"]) == list(range(threads * rounds))
+        numbers, cursor = [], None
+        while True:
+            page = c.get("/v1/chats/3/turns", headers={**h, "X-Dbembed-User": "shared"},
+                         params={"limit": 200, **({"cursor": cursor} if cursor else {})}).json()  # fmt: skip
+            numbers += [t["turn_no"] for t in page["items"]]
+            if not (cursor := page["next_cursor"]):
+                break
+        assert sorted(numbers) == list(range(threads * rounds * SHARED))
 
 
+SHARED = 8  # turns each thread writes per round into the one chat all threads share
 ANIMALS = ["cat", "dog", "parrot", "hamster", "tortoise", "goldfish", "rabbit", "horse"]
 
 
@@ -257,3 +268,19 @@ def _actor(n: int) -> Any:
     from dbembed.chat import Actor
 
     return Actor(f"u{n}", "t1")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (DEEP, 400, "JSON nested too deeply"),
+        (b'{"user_input": "caf\xe9"}', 400, "request body is not UTF-8 (byte 0xe9 at offset 19)"),
+        (b'{"user_input": "x", "turn_no": ' + b"9" * 5000 + b"}", 400, "4300 digits"),
+        (b"{bad", 422, "request body is not valid JSON"),
+        (b'{"user_input": "x", "turn_no": NaN}', 422, "turn_no: Input should be a finite number"),
+    ],
+)
+def test_body_errors_name_the_fault(api_env: ApiEnv, body: bytes, status: int, message: str) -> None:  # noqa: F811
+    h = {**api_env.key(user="mallory"), "content-type": "application/json"}
+    r = api_env.client.post("/v1/chats/1/turns", headers=h, content=body)
+    assert r.status_code == status and message in r.json()["error"], r.text

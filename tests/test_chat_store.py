@@ -50,7 +50,8 @@ def test_turns_numbering_pagination_and_themes(store) -> None:  # noqa: ANN001
     with pytest.raises(InvalidInput):
         store.add_turn(ALICE, -1, "a", "b")
     with pytest.raises(InvalidInput):
-        store.add_turn(ALICE, 1, "nul\x00byte", "b")
+        store.add_turn(ALICE, 1, "x" * (store.settings.max_text_chars + 1), "b")
+    assert store.add_turn(ALICE, 1, "nul\x00byte", "b").user_input == "nulbyte"  # the hygiene boundary
 
 
 def test_sync_is_idempotent_resumable_and_caches_by_hash(store) -> None:  # noqa: ANN001

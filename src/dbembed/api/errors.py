@@ -102,6 +102,9 @@ class RequestId:
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
+        if err.get("type") == "json_invalid":
+            parts.append(f"request body is not valid JSON ({(err.get('ctx') or {}).get('error', 'invalid')})")
+            continue
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
         parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
     return "; ".join(parts)
@@ -123,4 +126,16 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail: Any = exc.detail
-        return error_response(request, exc.status_code, str(detail), dict(exc.headers or {}))
+        message = _body_error(exc.__cause__) if exc.__cause__ is not None else None
+        return error_response(request, exc.status_code, message or str(detail), dict(exc.headers or {}))
+
+
+def _body_error(cause: BaseException) -> str | None:
+    """Name what was wrong with a body FastAPI could not parse ("error parsing the body")."""
+    if isinstance(cause, RecursionError):
+        return "request body: JSON nested too deeply"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"request body is not UTF-8 (byte 0x{cause.object[cause.start]:02x} at offset {cause.start})"
+    if isinstance(cause, ValueError):
+        return f"request body: {str(cause).splitlines()[0][:200]}"
+    return None

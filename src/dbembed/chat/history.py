@@ -161,6 +161,12 @@ def _insert(conn: psycopg.Connection, h: HistoryTable, who: sql.Composable, para
         ).fetchone()
         turn_no = int(n[0]) if n else 0
     else:
+        # Writers of one chat take turns (until commit): each reads the committed max(turn_no),
+        # so concurrent requests get consecutive numbers instead of colliding and retrying.
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%(tenant)s || chr(31) || %(user)s || chr(31) || %(chat)s::text, 0))",
+            params,
+        )
         row = conn.execute(
             """INSERT INTO dbembed.chat_turns
                    (tenant_id, user_id, theme, chat_id, turn_no, user_input, bot_response, created_at)
