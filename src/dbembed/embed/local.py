@@ -12,6 +12,7 @@ from ``settings.query_prefix``/``document_prefix``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -31,20 +32,28 @@ def bundled_model_path() -> Path:
 
 
 class HFTokenizer:
-    """Adapter from a Hugging Face (fast) tokenizer to dbembed's Tokenizer protocol."""
+    """Adapter from a Hugging Face (fast) tokenizer to dbembed's Tokenizer protocol.
 
-    def __init__(self, hf_tokenizer: Any) -> None:
+    ``lock``: held around every call when the tokenizer object is shared with a model that
+    encodes on other threads (every call of a transformers 5.x fast tokenizer may switch
+    its truncation state; overlapping calls raise ``RuntimeError: Already borrowed``).
+    """
+
+    def __init__(self, hf_tokenizer: Any, lock: Any = None) -> None:
         self._tok = hf_tokenizer
+        self._lock = lock if lock is not None else contextlib.nullcontext()
         # WordPiece tokens each cover >= 1 character, so the chunker may skip tokenizing
         # texts no longer than max_tokens characters (see dbembed.text.chunk).
         self.chars_bound_tokens: bool = _is_wordpiece(hf_tokenizer)
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
-        enc = self._tok(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
+        with self._lock:
+            enc = self._tok(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
         return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
 
     def count(self, text: str) -> int:
-        return len(self._tok(text, add_special_tokens=False, truncation=False)["input_ids"])
+        with self._lock:
+            return len(self._tok(text, add_special_tokens=False, truncation=False)["input_ids"])
 
 
 def cpu_threads() -> int:
@@ -95,10 +104,11 @@ def quiet_transformers() -> None:
 class SentenceTransformerProvider(EmbeddingProvider):
     """Any sentence-transformers model directory, on CPU or GPU.
 
-    Thread-safe: ``encode`` runs under a per-provider lock, because the model's fast
-    tokenizer is mutated by every call (truncation/padding state) and concurrent calls
-    raise ``RuntimeError: Already borrowed``; the HTTP API calls it from many request
-    threads.  ``tokenizer()`` returns the model's own tokenizer: not for other threads.
+    Thread-safe: ``encode`` and every call of ``tokenizer()`` (the model's own fast
+    tokenizer, which each call may mutate: truncation/padding state) run under one
+    per-provider lock, since overlapping calls raise ``RuntimeError: Already borrowed``;
+    the HTTP API calls the provider from many request threads.  A thread that tokenizes a
+    lot while another embeds (the chunker) is better served by its own tokenizer instance.
     """
 
     def __init__(
@@ -115,7 +125,7 @@ class SentenceTransformerProvider(EmbeddingProvider):
         load_path: str | Path | None = None,
     ) -> None:
         super().__init__()
-        self._encode_lock = threading.Lock()
+        self._encode_lock = threading.RLock()  # shared with self._tokenizer (the same HF object)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -170,7 +180,7 @@ class SentenceTransformerProvider(EmbeddingProvider):
             getattr(model.tokenizer, "num_special_tokens_to_add", lambda pair=False: 2)(pair=False)
         )
         self.max_tokens = int(model.max_seq_length or 256) - specials
-        self._tokenizer = HFTokenizer(model.tokenizer)
+        self._tokenizer = HFTokenizer(model.tokenizer, self._encode_lock)
 
     def tokenizer(self) -> Tokenizer:
         return self._tokenizer
