@@ -31,6 +31,8 @@ def big_db(path: Path, rows: int) -> Path:
 def test_discovery_estimates_rows_cheaply_and_defensively(tmp_path: Path) -> None:
     a = big_db(tmp_path / "a.db", 1500)
     assert rows_in_file(str(a)) == 1500 + 7
+    sparse = make_db(tmp_path / "sparse.db", [(1, "a", "b"), (999, "c", "d")])
+    assert rows_in_file(str(sparse)) == 2  # counted, not max(rowid); the numbers-only table is left out
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"SQLite format 3\x00" + b"\x00" * 5000)
     est = estimate_rows([(str(a), a.stat().st_size), (str(junk), 5000), ("s3://b/k.db", a.stat().st_size)])

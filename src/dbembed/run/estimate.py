@@ -1,8 +1,8 @@
 """How much work a run has, learned cheaply before it starts, so that progress has an ETA at once.
 
-For each file a run will read, ``estimate_rows`` asks SQLite for ``max(rowid)`` of every table (a
-B-tree seek, not a scan; an upper bound that equals the row count for append-only tables), and
-for tables without a rowid it falls back to the table's share of the file's pages.  Files that
+For each file a run will read, ``estimate_rows`` asks SQLite for ``max(rowid)`` of every table that
+may hold text (a B-tree seek, not a scan; an upper bound that equals the row count for append-only
+tables), counts tables below 100k rowids exactly, and counts WITHOUT ROWID tables up to 100k rows.  Files that
 cannot be opened, S3 objects and files beyond ``max_files`` are estimated from their size at the
 rows-per-byte measured on the others.  Other people's SQLite files are opened read-only with a
 short busy timeout and never written; any error only makes the estimate coarser.
@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+EXACT_BELOW = 100_000  # tables up to this max(rowid) are counted exactly (a fast scan)
 DEFAULT_BYTES_PER_ROW = 200.0  # when no file could be measured (a typical small-row SQLite table)
 
 
@@ -35,16 +36,30 @@ def rows_in_file(path: str) -> int | None:
         ).fetchall()
         total = 0
         for name, sql in tables:
+            if not _may_hold_text(conn, name):
+                continue  # numbers-only tables give no documents (dbembed.read skips them)
             if sql and "WITHOUT ROWID" in str(sql).upper():
                 total += _without_rowid_estimate(conn, name)
                 continue
             row = conn.execute(f"SELECT max(rowid) FROM {_quote(name)}").fetchone()
-            total += int(row[0] or 0) if row else 0
+            top = int(row[0] or 0) if row else 0
+            if top <= EXACT_BELOW:  # small tables: count them (rowids may be sparse)
+                row = conn.execute(f"SELECT count(*) FROM {_quote(name)}").fetchone()
+                top = int(row[0] or 0) if row else 0
+            total += top
         return total
     except sqlite3.Error:
         return None
     finally:
         conn.close()
+
+
+def _may_hold_text(conn: sqlite3.Connection, name: str) -> bool:
+    """False only when every column is declared numeric (INT, REAL, FLOA, DOUB, NUMERIC, DECIMAL,
+    BOOL, DATE...): such a table has no text to embed.  Untyped or text-like columns may hold text."""
+    numeric = ("INT", "REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL", "BOOL", "DATE", "TIME")
+    cols = conn.execute(f"PRAGMA table_info({_quote(name)})").fetchall()
+    return not cols or any(not any(n in str(c[2]).upper() for n in numeric) for c in cols)
 
 
 def _without_rowid_estimate(conn: sqlite3.Connection, name: str) -> int:
