@@ -272,3 +272,27 @@ def test_a_torch_free_runtime_wins_a_near_tie_but_not_a_clear_loss() -> None:
     assert backends.pick([{"backend": "openvino", "precision": "fp32", "error": "boom"}]) == Runtime(
         "torch", "fp32"
     )
+
+
+@needs_openvino
+@pytest.mark.slow
+def test_auto_end_to_end_measures_once_and_says_what_it_picked(tmp_path: Path, database_url: str) -> None:
+    """A real `dbembed run` with the default runtime on a fresh cache: it measures, records the decision
+    with every measurement, embeds with the runtime it picked, and the second process reuses the decision."""
+    make_tree(tmp_path / "tree", files=1, rows=4)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBEMBED_")}
+    env.update(DBEMBED_CACHE_DIR=str(tmp_path / "cache"), DBEMBED_DB_RESUME_WAIT_S="0")
+    cmd = [sys.executable, "-m", "dbembed.cli.main", "run", str(tmp_path / "tree"), "--database-url",
+           database_url, "--settle", "0", "--json", "--no-sidecar"]  # fmt: skip
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert first.returncode == 0, first.stderr
+    decisions = list((tmp_path / "cache" / "auto").glob("*.json"))
+    assert len(decisions) == 1
+    saved = json.loads(decisions[0].read_text())
+    picked = f"{saved['backend']} {saved['precision']}"
+    assert json.loads(first.stdout)["runtime"] == picked
+    assert {"torch fp32", "openvino fp32"} <= {f"{r['backend']} {r['precision']}" for r in saved["measured"]}
+    mtime = decisions[0].stat().st_mtime
+    second = subprocess.run(cmd + ["--force"], capture_output=True, text=True, env=env, timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["runtime"] == picked and decisions[0].stat().st_mtime == mtime
