@@ -38,6 +38,23 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+def spoil(vec: list[float], text: str, faults: Faults) -> list[Any]:
+    """``vec`` broken as ``faults.bad_vectors`` asks for ``text`` (unchanged otherwise)."""
+    for marker, kind in faults.bad_vectors.items():
+        if marker in text:
+            if kind == "nan":
+                return [float("nan")] + vec[1:]
+            if kind == "null":
+                return [None] * len(vec)
+            if kind == "zeros":
+                return [0.0] * len(vec)
+            if kind == "short":
+                return vec[:-1]
+            if kind == "inf":
+                return [1e300] + vec[1:]
+    return vec
+
+
 def fake_tokens(text: str) -> int:
     return max(1, len(text.split()))
 
@@ -58,6 +75,9 @@ class Faults:
     rate_limit_rps: float | None = None  # token bucket; over it -> throttled
     retry_after_s: float | None = None  # OpenAI 429 Retry-After header value
     latency_s: float = 0.0  # service time of a healthy request
+    # A text containing a key gets a broken vector: "nan" (JSON NaN), "null" (nulls), "zeros", "short"
+    # (one dimension missing), "inf" (a huge number that overflows float32).
+    bad_vectors: dict[str, str] = field(default_factory=dict)
     seed: int = 1234
 
 
@@ -175,7 +195,10 @@ class FakeEmbeddingServer:
                         {"message": f"Malformed input request: text rejected ({t[:20]!r})"},
                         "ValidationException",
                     )
-            embs = [fake_vector(t, 1024, f"{model}|{body['input_type']}").tolist() for t in texts]
+            embs = [
+                spoil(fake_vector(t, 1024, f"{model}|{body['input_type']}").tolist(), t, self.faults)
+                for t in texts
+            ]
             self._count(texts)
             return (
                 200,
@@ -205,9 +228,10 @@ class FakeEmbeddingServer:
                     return 400, {"message": "Malformed input request: extraneous key"}, "ValidationException"
                 vec = fake_vector(text, 1536, model)
             self._count([text])
-            payload: dict[str, Any] = {"embedding": vec.tolist(), "inputTextTokenCount": fake_tokens(text)}
+            values = spoil(vec.tolist(), text, self.faults)
+            payload: dict[str, Any] = {"embedding": values, "inputTextTokenCount": fake_tokens(text)}
             if "v2" in model:
-                payload["embeddingsByType"] = {"float": vec.tolist()}
+                payload["embeddingsByType"] = {"float": values}
             return 200, payload, None
         return (
             404,
@@ -227,7 +251,11 @@ class FakeEmbeddingServer:
                 return 400, {"error": {"message": "This input was rejected", "type": "invalid_request_error"}}
         dims = body.get("dimensions") or self.OPENAI_DIMS.get(str(model), self.unknown_dims)
         data = [
-            {"object": "embedding", "index": i, "embedding": fake_vector(t, dims, f"openai|{model}").tolist()}
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": spoil(fake_vector(t, dims, f"openai|{model}").tolist(), t, self.faults),
+            }
             for i, t in enumerate(inputs)
         ]
         data.reverse()  # servers may answer out of order; clients must use "index"

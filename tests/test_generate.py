@@ -111,10 +111,16 @@ def test_wal_files_are_wal_and_hot_wal_holds_rows(small, tmp_path: Path) -> None
         conn.close()
 
 
+BROKEN = {"truncated", "not_sqlite", "empty", "corrupt"}
+
+
 def test_bad_files_are_bad(small) -> None:  # noqa: ANN001
     out, report = small
-    bad = {f.kind: out / "data" / f.path for f in report.files if f.kind != "ok"}
-    assert set(bad) == {"truncated", "not_sqlite", "empty", "corrupt"}
+    bad = {f.kind: out / "data" / f.path for f in report.files if f.kind != "ok" and f.kind in BROKEN}
+    assert set(bad) == BROKEN and all(f.expect == "failed" for f in report.files if f.kind in BROKEN)
+    hostile = {f.kind for f in report.files if f.path.startswith("hostile/")}
+    assert {"nul_values", "invisible_values", "unknown_collation", "missing_module", "broken_view"} <= hostile
+    assert {"corrupt_table_page", "huge_value", "long_key", "header_only", "fifo"} <= hostile
     assert bad["empty"].stat().st_size == 0
     assert not bad["not_sqlite"].read_bytes().startswith(SQLITE_MAGIC)
     for kind in ("truncated", "corrupt"):
@@ -202,7 +208,8 @@ def test_cli_json(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data["rows"] == 200 and len(data["files"]) == 8 and data["rows_per_s"] > 0
+    assert data["rows"] == 200 and len([f for f in data["files"] if f["kind"] in ("ok", *BROKEN)]) == 8
+    assert data["rows_per_s"] > 0 and any(f["path"].startswith("hostile/") for f in data["files"])
     assert json.loads((tmp_path / "p.json").read_text())[0]["query"]
     bad = CliRunner().invoke(app, ["generate", str(tmp_path / "e"), "--ja-share", "2"])
     assert bad.exit_code == 2

@@ -108,9 +108,10 @@ def search(
     from dbembed.store.collections import default_collection_name, list_collections, require_collection
     from dbembed.store.connection import connect
     from dbembed.store.search import MODES, search_chunks
-    from dbembed.text.hygiene import clean_text
+    from dbembed.text.hygiene import clean_text, is_blank
 
-    if not query or not query.strip():
+    query = clean_text(query or "")  # the same hygiene (NFKC...) as the indexed documents
+    if is_blank(query):
         raise UsageError("the search query is empty")
     if k < 1 or k > 1000:
         raise UsageError(f"k must be between 1 and 1000 (got {k})")
@@ -118,7 +119,6 @@ def search(
     mode = mode or s.search_mode
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
-    query = clean_text(query)  # the same text hygiene as the indexed rows
     with connect(s) as conn:
         _migrate_once(conn)
         if s.collection:
@@ -151,9 +151,13 @@ def search(
 def status(
     settings: Settings | None = None, *, runs: int = 5, failures: int = 20, **overrides: Any
 ) -> dict[str, Any]:
-    """Per-collection file counts by status, leased work, recent runs and failures with reasons."""
+    """Per-collection file counts by status, leased work, recent runs (a run whose worker died shows
+    as ``abandoned``), failures with reasons, and what was rejected below the file level
+    (``rejections``: totals, and per file its rejected tables/rows/chunks with reasons)."""
+    from dbembed.run.index import abandoned_after_s
     from dbembed.store.collections import list_collections
     from dbembed.store.connection import connect
+    from dbembed.store.rejections import summary as rejection_summary
     from dbembed.store.runs import recent_runs
 
     s = get_settings(settings, **overrides)
@@ -198,7 +202,8 @@ def status(
                     "chunks": int(totals[1]) if totals else 0,
                     "leased": [{"file": p, "owner": o, "expires": e} for p, o, e in leased],
                     "failures": [{"file": p, "error": e, "at": t} for p, e, t in failed],
-                    "runs": recent_runs(conn, coll.id, runs),
+                    "runs": recent_runs(conn, coll.id, runs, abandoned_after_s(s)),
+                    "rejections": rejection_summary(conn, coll.id, limit=failures),
                 }
             )
     return out

@@ -59,6 +59,16 @@ class SourceError(DbembedError):
     http_status = 500
 
 
+class TableReadError(SourceError):
+    """One table (or view) of a file cannot be read: an unknown collation or virtual-table module,
+    a corrupt page in that table's b-tree, a view that errors.  The table is skipped and recorded
+    as a rejection; the file's other tables are indexed."""
+
+    def __init__(self, message: str, table: str) -> None:
+        super().__init__(message)
+        self.table = table
+
+
 class EmbeddingError(DbembedError):
     """An embedding provider failed for good (after retries) or rejected an input."""
 

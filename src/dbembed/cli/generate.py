@@ -27,7 +27,12 @@ def generate_cmd(
         bool, typer.Option("--hot-wal/--no-hot-wal", help="WAL files keep their last rows in a -wal file.")
     ] = True,
     bad: Annotated[
-        bool, typer.Option("--bad", help="Add broken files: truncated, not SQLite, 0 bytes, corrupt.")
+        bool,
+        typer.Option(
+            "--bad",
+            help="Add broken files (truncated, not SQLite, 0 bytes, corrupt) and hostile ones under"
+            " hostile/: one per fault class (NUL values, odd names, unreadable tables, ...).",
+        ),
     ] = False,
     planted: Annotated[
         Path | None, typer.Option("--planted", help="Write planted query/row pairs as JSON here.")

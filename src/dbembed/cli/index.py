@@ -273,6 +273,7 @@ def status_cmd(
             typer.echo(f"  failed: {fail['file']}: {fail['error']}")
         if f.get("failed", 0) > len(c["failures"]):
             typer.echo(f"  ... {f['failed'] - len(c['failures'])} more failed file(s)")
+        _echo_rejections(c.get("rejections") or {})
         for r in c["runs"]:
             usage = "; ".join(
                 f"{m}: {int(u.get('texts', 0))} texts, {int(u.get('tokens', 0))} tokens, {int(u.get('requests', 0))} req,"
@@ -285,12 +286,32 @@ def status_cmd(
                 f" ({r['texts_embedded']} embedded, {r['texts_reused']} reused), {r['seconds'] or 0:.1f}s"
                 + (f" [{r['runtime']}]" if r.get("runtime") else "")
                 + (f" | {usage}" if usage else "")
+                + (f" | error: {r['error']}" if r.get("error") else "")
             )
     if report["collections"]:
         typer.echo(
             "per file (rows, chunks, rejections, times, errors): dbembed files"
             " [--status failed] [--glob PATTERN] [--since 2h] [--json]"
         )
+
+
+def _echo_rejections(rej: dict[str, Any]) -> None:
+    """Rejected tables/rows/chunks per file, with reasons (files that are indexed all the same)."""
+    if not rej.get("files"):
+        return
+    typer.echo(
+        f"  rejected: {rej['tables']} table(s), {rej['rows']} row(s), {rej['chunks']} chunk(s)"
+        f" in {rej['files']} file(s)"
+    )
+    for f in rej["by_file"]:
+        typer.echo(f"    {f['file']}: {f['tables']} table(s), {f['rows']} row(s), {f['chunks']} chunk(s)")
+        for item in f["items"]:
+            where = item["table"] or ""
+            if item["row_key"] is not None:
+                where += f" row {item['row_key']}"
+            if item["chunk_index"] is not None:
+                where += f" chunk {item['chunk_index']}"
+            typer.echo(f"      {item['level']} {where}: {item['reason']}")
 
 
 def retry_failed_cmd(

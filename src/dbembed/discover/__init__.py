@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbembed.discover.local import FoundFile, discover_local, file_hash
+from dbembed.discover.names import display_path, real_path
 from dbembed.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from dbembed.config import Settings
 
-__all__ = ["FoundFile", "discover", "file_hash", "materialize"]
+__all__ = ["FoundFile", "discover", "display_path", "file_hash", "materialize", "real_path"]
 
 
 def _s3() -> Any:
@@ -36,7 +37,7 @@ def discover(roots: Sequence[str | Path], settings: Settings) -> Iterator[FoundF
     """
     s3 = _s3() if any(str(r).startswith("s3://") for r in roots) else None
     for root in roots:
-        if not str(root).startswith("s3://") and not Path(root).expanduser().exists():
+        if not str(root).startswith("s3://") and not Path(real_path(str(root))).expanduser().exists():
             raise UsageError(f"source root does not exist: {root}")
     return _walk(roots, settings, s3)
 
@@ -56,4 +57,6 @@ def materialize(found: FoundFile, settings: Settings) -> Iterator[Path]:
         with _s3().fetch(found, settings) as path:
             yield Path(path)
     else:
-        yield Path(found.path)
+        from dbembed.discover.names import real_path
+
+        yield Path(real_path(found.path))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dbembed.discover.names import display_path, real_path
 from dbembed.errors import UsageError
 from dbembed.read.header import check_file
 
@@ -41,10 +42,11 @@ class FoundFile:
     etag: str | None = None
 
 
-def file_hash(path: Path) -> str:
-    """Streaming BLAKE2b of the file's bytes (for ``--verify``: size+mtime can lie on network shares)."""
+def file_hash(path: Path | str) -> str:
+    """Streaming BLAKE2b of the file's bytes (for ``--verify``: size+mtime can lie on network shares).
+    ``path`` may be a display form (``dbembed.discover.names``)."""
     h = hashlib.blake2b(digest_size=32)
-    with open(path, "rb") as fh:
+    with open(real_path(str(path)), "rb") as fh:
         while block := fh.read(1 << 20):
             h.update(block)
     return h.hexdigest()
@@ -72,22 +74,25 @@ def _inside(path: str, root_real: str) -> bool:
 
 
 def probe(path: str, root: str) -> FoundFile | None:
-    """Stat and header-check one file; None when it vanished meanwhile."""
+    """Stat and header-check one file (``path`` as ``os`` gives it); None when it vanished meanwhile.
+
+    The FoundFile carries the display form of the path (see ``dbembed.discover.names``)."""
+    shown, shown_root = display_path(path), display_path(root)
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return None
     except PermissionError:
-        return FoundFile(path, root, 0, 0.0, False, "permission denied")
+        return FoundFile(shown, shown_root, 0, 0.0, False, "permission denied")
     _, reason = check_file(path)
     if reason == "file vanished":
         return None
-    return FoundFile(path, root, st.st_size, st.st_mtime, reason is None, reason)
+    return FoundFile(shown, shown_root, st.st_size, st.st_mtime, reason is None, reason)
 
 
 def discover_local(root: str | Path, settings: Settings) -> Iterator[FoundFile]:
     """Yield candidate SQLite files under ``root`` (a folder, or a single file), sorted, once each."""
-    root_abs = os.path.abspath(os.path.expanduser(str(root)))
+    root_abs = os.path.abspath(os.path.expanduser(real_path(str(root))))
     if not os.path.exists(root_abs):
         raise UsageError(f"source root does not exist: {root}")
     if os.path.isfile(root_abs):  # named explicitly: no include/exclude filtering

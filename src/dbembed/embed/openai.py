@@ -20,8 +20,6 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
-
 from dbembed.embed.base import InputType
 from dbembed.embed.remote import CallResult, Fatal, Rejected, RemoteProvider, Throttled, TimedOut, Transient
 from dbembed.errors import ConfigError, EmbeddingError
@@ -98,7 +96,7 @@ class OpenAIProvider(RemoteProvider):
             ) from None
         finally:
             self.usage.add(requests=1)
-        return int(result.vectors.shape[1])
+        return len(result.vectors[0])
 
     def _call(self, texts: list[str], input_type: InputType) -> CallResult:
         import httpx
@@ -125,10 +123,11 @@ class OpenAIProvider(RemoteProvider):
         try:
             payload = response.json()
             data = sorted(payload["data"], key=lambda d: d["index"])
-            vectors = np.asarray([d["embedding"] for d in data], dtype=np.float32)
+            # Kept per text: one bad vector (NaN, zeros, wrong length) fails that text alone (check_vectors).
+            vectors = [d["embedding"] for d in data]
         except (ValueError, KeyError, TypeError) as exc:
             raise Transient(f"malformed embeddings response: {exc}") from None
-        if vectors.ndim != 2 or len(vectors) != len(texts):
+        if len(vectors) != len(texts):
             raise Transient(f"server returned {len(vectors)} embeddings for {len(texts)} inputs")
         usage = payload.get("usage") or {}
         tokens = usage.get("prompt_tokens", usage.get("total_tokens"))

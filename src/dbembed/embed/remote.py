@@ -29,11 +29,11 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dbembed.embed.base import EmbeddingProvider, InputType, Tokenizer, l2_normalize
+from dbembed.embed.base import EmbeddingProvider, InputType, Tokenizer, check_vectors
 from dbembed.embed.tokenize import EstimatingTokenizer
 from dbembed.errors import EmbeddingError, InputRejected
 
@@ -74,9 +74,10 @@ class Fatal(RemoteFailure):
 
 @dataclass
 class CallResult:
-    """One successful request: vectors in input order, and tokens billed if the service says."""
+    """One successful request: vectors in input order (an array, or a list of per-text lists that
+    ``check_vectors`` validates one by one), and tokens billed if the service says."""
 
-    vectors: np.ndarray
+    vectors: np.ndarray | list[Any]
     tokens: int | None = None
 
 
@@ -137,6 +138,7 @@ class _Outcome:
     vectors: np.ndarray | None = None
     parts: list[list[int]] | None = None
     reason: str = ""
+    bad: dict[int, str] | None = None  # positions in ``batch`` whose vector failed the checks
 
 
 class RemoteProvider(EmbeddingProvider):
@@ -217,7 +219,8 @@ class RemoteProvider(EmbeddingProvider):
                 for fut in done:
                     res = fut.result()  # EmbeddingError propagates (after stopping the rest)
                     if res.kind == "ok" and res.vectors is not None:
-                        out[res.batch] = l2_normalize(res.vectors)
+                        out[res.batch] = res.vectors  # checked and normalised by _accept
+                        failures.update({res.batch[j]: why for j, why in (res.bad or {}).items()})
                     elif res.kind == "split" and res.parts:
                         pending |= {pool.submit(self._attempt, p, texts, input_type, stop) for p in res.parts}
                     else:
@@ -300,14 +303,19 @@ class RemoteProvider(EmbeddingProvider):
                 raise EmbeddingError(f"{self.model_id}: cancelled")
 
     def _accept(self, batch: list[int], batch_texts: list[str], result: CallResult) -> _Outcome:
-        vectors = np.asarray(result.vectors, dtype=np.float32)
-        if vectors.shape != (len(batch), self.dimensions):
-            raise EmbeddingError(
-                f"{self.model_id} returned shape {vectors.shape}, expected ({len(batch)}, {self.dimensions})"
+        try:
+            vectors, bad = check_vectors(result.vectors, len(batch), self.dimensions)
+        except EmbeddingError as exc:
+            raise EmbeddingError(f"{self.model_id}: {exc}") from None
+        for j, reason in bad.items():
+            log.warning(
+                "%s returned an %s for one text (%d chars)", self.model_id, reason, len(batch_texts[j])
             )
         tokens = result.tokens
         if tokens is None:
             tokens = sum(self._tokenizer.count(t) for t in batch_texts)
         cost = self.estimate_cost(tokens) or 0.0
         self.usage.add(texts=len(batch), chars=sum(len(t) for t in batch_texts), tokens=tokens, cost_usd=cost)
-        return _Outcome("ok", batch, vectors=vectors)
+        if bad:
+            self.usage.add(failures=len(bad))
+        return _Outcome("ok", batch, vectors=vectors, bad=bad)

@@ -11,6 +11,13 @@ can cut on them exactly as it does with a Hugging Face tokenizer.
 
 ``FileTokenizer`` adapts a ``tokenizers`` ``tokenizer.json`` (fast, no torch
 import) for local models that only need token counts and spans.
+
+Thread safety: both classes are immutable after construction (``FileTokenizer`` sets
+truncation/padding once, in ``__init__``, and afterwards only calls ``encode``, which takes
+the Rust tokenizer by shared reference), so one instance may be used from several threads.
+What must never cross threads is a Hugging Face ``PreTrainedTokenizerFast`` that
+``SentenceTransformer.encode`` uses: transformers 5.x changes its truncation/padding state
+on every call, and a concurrent call then raises ``RuntimeError: Already borrowed``.
 """
 
 from __future__ import annotations
@@ -53,13 +60,21 @@ class EstimatingTokenizer:
 class FileTokenizer:
     """``tokenizers.Tokenizer`` from a ``tokenizer.json``, without special tokens or truncation."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path | None = None, *, json_text: str | None = None) -> None:
         from tokenizers import Tokenizer
 
-        tok: Any = Tokenizer.from_file(str(path))
+        if json_text is not None:
+            tok: Any = Tokenizer.from_str(json_text)
+        elif path is not None:
+            tok = Tokenizer.from_file(str(path))
+        else:
+            raise ValueError("FileTokenizer needs a tokenizer.json path or its JSON text")
         tok.no_truncation()
         tok.no_padding()
         self._tok = tok
+        # WordPiece tokens each cover >= 1 character, so the chunker may skip tokenizing
+        # texts no longer than max_tokens characters (see dbembed.text.chunk).
+        self.chars_bound_tokens: bool = type(tok.model).__name__ == "WordPiece"
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         return [(int(a), int(b)) for a, b in self._tok.encode(text, add_special_tokens=False).offsets]

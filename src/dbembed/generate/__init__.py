@@ -148,6 +148,9 @@ def generate(
         for n, kind in enumerate(BAD_KINDS):
             rel = f"{ENVS[n % len(ENVS)]}/crashed/run-{9000 + n}/{SCHEMA_ORDER[n]}.db"
             report.files.append(write_bad_file(out / rel, rel, kind, pool=pool, seed_key=f"{seed}:bad{n}"))
+        from dbembed.generate.hostile import write_hostile_files
+
+        report.files.extend(write_hostile_files(out))
     if big_gb > 0:
         rel = f"big/telemetry-{big_gb:g}gb.db"
         report.files.append(

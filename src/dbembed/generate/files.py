@@ -37,6 +37,7 @@ class FileInfo:
     wal: bool = False
     hot_wal: bool = False  # a -wal sidecar holds committed rows not yet in the main file
     size: int = 0
+    expect: str | None = None  # broken/hostile files: how a correct deployment ends them (indexed|failed)
 
 
 @dataclass
@@ -183,7 +184,7 @@ def write_bad_file(path: Path, rel: str, kind: str, *, pool: TextPool, seed_key:
             path.write_bytes(data[:100] + rng.randbytes(len(data) - 100))
     else:  # pragma: no cover - programming error
         raise ValueError(kind)
-    return FileInfo(rel, kind, size=path.stat().st_size)
+    return FileInfo(rel, kind, size=path.stat().st_size, expect="failed")
 
 
 BIG_DDL = (

@@ -13,6 +13,7 @@ Reference: https://www.sqlite.org/fileformat.html#the_database_header
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,12 @@ def read_prefix(path: Path | str, n: int = 256) -> bytes:
 def check_file(path: Path | str) -> tuple[Header | None, str | None]:
     """(header, None) for a plausible SQLite file, else (None, one-line reason).  Never raises OSError."""
     try:
-        size = os.stat(path).st_size
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            return None, "is a directory"
+        if not stat.S_ISREG(st.st_mode):  # a FIFO, socket or device named *.db: opening one may block
+            return None, "not a regular file (FIFO, socket or device)"
+        size = st.st_size
         data = read_prefix(path)
     except FileNotFoundError:
         return None, VANISHED

@@ -301,20 +301,51 @@ def _virtual_problem(conn: sqlite3.Connection, entry: _Entry) -> str | None:
     args = (m.group(3) or "") if m else ""
     if module.startswith("fts") and _EXTERNAL_CONTENT.search(args):
         return "external-content or contentless FTS index (its text lives in another table)"
-    if not module.startswith("fts"):
-        return f"virtual table ({module or 'unknown module'})"
     try:
         conn.execute(f"SELECT * FROM {quote_ident(entry.name)} LIMIT 0").fetchall()
     except sqlite3.Error as exc:
         return f"virtual table not readable here ({exc})"
+    if not module.startswith("fts"):
+        return f"virtual table ({module or 'unknown module'})"
     return None
 
 
-def list_tables(conn: sqlite3.Connection, settings: Settings, skipped: dict[str, str]) -> list[TableInfo]:
+_COLLATE = re.compile(r"\bCOLLATE\s+(\"[^\"]+\"|'[^']+'|`[^`]+`|\[[^\]]+\]|\w+)", re.IGNORECASE)
+_BUILTIN_COLLATIONS = frozenset({"binary", "nocase", "rtrim"})
+
+
+def explain_table_error(exc: BaseException, kind: str, sql: str) -> str:
+    """One line saying why a table or view cannot be read, naming an unknown collation when the
+    schema uses one (SQLite then often only says "no query solution")."""
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    names = {c.strip("\"'`[]") for c in _COLLATE.findall(sql or "")}
+    custom = sorted((c for c in names if c.lower() not in _BUILTIN_COLLATIONS), key=str.lower)
+    what = "view" if kind == "view" else "table"
+    if custom and "collation" not in msg:
+        return f"{what} cannot be read: it uses collation {', '.join(custom)} that this reader lacks ({msg})"
+    return f"{what} cannot be read ({msg})"
+
+
+def _whole_file(exc: sqlite3.Error) -> bool:
+    low = str(exc).lower()
+    return any(w in low for w in ("locked", "busy", "disk i/o", "unable to open", "not a database"))
+
+
+def list_tables(
+    conn: sqlite3.Connection,
+    settings: Settings,
+    skipped: dict[str, str],
+    rejected: dict[str, str] | None = None,
+) -> list[TableInfo]:
     """Readable tables (and views when ``settings.include_views``) that have something to embed.
 
-    Tables left out for a reason worth telling the user go into ``skipped``.
+    Tables left out on purpose (no text, views not asked for, configuration) go into ``skipped``;
+    tables that hold data but cannot be read here (unknown collation or virtual-table module, a
+    corrupt page, a view that errors) go into ``rejected`` with the reason (when given; else into
+    ``skipped``).  Only an unreadable schema fails the whole file.
     """
+    if rejected is None:
+        rejected = skipped
     tables: list[TableInfo] = []
     for entry in _schema_entries(conn):
         name = entry.name
@@ -326,7 +357,7 @@ def list_tables(conn: sqlite3.Connection, settings: Settings, skipped: dict[str,
         if entry.kind == "virtual":
             problem = _virtual_problem(conn, entry)
             if problem:
-                skipped[name] = problem
+                (rejected if "not readable" in problem else skipped)[name] = problem
                 continue
         override = _override(settings, name)
         if override is not None and override.skip:
@@ -335,11 +366,13 @@ def list_tables(conn: sqlite3.Connection, settings: Settings, skipped: dict[str,
         try:
             columns = _columns(conn, name)
             text_columns = choose_text_columns(conn, name, columns, override)
-        except sqlite3.OperationalError as exc:
-            if entry.kind == "view":  # a broken view (missing table/function) must not fail the file
-                skipped[name] = f"view cannot be read ({exc})"
-                continue
-            raise
+        except sqlite3.Error as exc:
+            # A broken view (missing table/function), an unknown collation, a corrupt page in this
+            # table's b-tree: only this table is lost.  Errors about the whole file propagate.
+            if _whole_file(exc):
+                raise
+            rejected[name] = explain_table_error(exc, entry.kind, entry.sql)
+            continue
         template = override.template if override is not None else None
         if not text_columns and not template:
             skipped[name] = "no text columns"

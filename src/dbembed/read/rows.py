@@ -22,11 +22,16 @@ from dbembed.read.introspect import TableInfo, quote_ident, template_fields
 
 MAX_PAGE_BYTES = 64 * 1024 * 1024  # a page also ends early once its values reach this size
 FETCH_BATCH = 256  # rows per fetchmany() inside one page
+# Longer primary-key keys (JSON) are stored as "#" + a BLAKE2b digest: PostgreSQL's b-tree index
+# entries hold at most ~2700 bytes.  Unique and stable, but not reversible.
+MAX_KEY_CHARS = 512
 
 
 @dataclass
 class Row:
-    key: str  # rowid as str, JSON list of PK values (WITHOUT ROWID), or a stable hash of the values (views)
+    # rowid as str; JSON list of PK values (WITHOUT ROWID; NUL and controls escaped as \u0000, so keys
+    # stay unique and reversible; "#<digest>" past MAX_KEY_CHARS); a stable hash of the values (views)
+    key: str
     values: dict[str, Any]
 
 
@@ -115,7 +120,10 @@ class RowReader:
         if self.mode == "rowid":
             return str(raw[0])
         if self.mode == "pk":
-            return json.dumps([_jsonable(v) for v in raw[: self._nkeys]], ensure_ascii=False)
+            key = json.dumps([_jsonable(v) for v in raw[: self._nkeys]], ensure_ascii=False)
+            if len(key) > MAX_KEY_CHARS:  # too long for the store's unique index: a stable digest
+                return "#" + hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+            return key
         blob = json.dumps([_jsonable(v) for v in raw], ensure_ascii=False, default=str).encode(
             "utf-8", "replace"
         )

@@ -36,7 +36,8 @@ def ro_uri(path: Path) -> str:
     posix = Path(path).absolute().as_posix()
     if not posix.startswith("/"):  # Windows drive paths: file:///C:/...
         posix = "/" + posix
-    return "file:" + quote(posix, safe="/:") + "?mode=ro"
+    # Bytes, not str: a name that is not valid UTF-8 (lone surrogates in Python) is quoted byte by byte.
+    return "file:" + quote(os.fsencode(posix), safe="/:") + "?mode=ro"
 
 
 def _decode_text(raw: bytes) -> str:
@@ -161,6 +162,18 @@ def describe_error(exc: BaseException, path: Path, busy_timeout_ms: int = 0) -> 
     if isinstance(exc, OSError):
         return f"cannot read file ({exc.strerror or msg})"
     return f"SQLite error: {msg}"
+
+
+def is_file_level(exc: BaseException, path: Path) -> bool:
+    """Whether an error met while reading one table concerns the whole file (locked, vanished,
+    truncated, I/O) rather than that table alone (unknown collation or module, a corrupt page in
+    the table's b-tree, a view that errors)."""
+    if isinstance(exc, SourceError | OSError):
+        return True
+    low = str(exc).lower()
+    if any(w in low for w in ("locked", "busy", "disk i/o", "unable to open", "not a database", "interrupt")):
+        return True
+    return ("malformed" in low or "corrupt" in low) and _truncation(path) is not None
 
 
 def _truncation(path: Path) -> str | None:

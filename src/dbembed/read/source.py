@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from dbembed.errors import SourceError
+from dbembed.errors import SourceError, TableReadError
 from dbembed.read import header as hdr
 from dbembed.read import snapshot as snap
 from dbembed.read.introspect import TableInfo, list_tables
@@ -48,6 +48,7 @@ class SqliteSource:
         self.settings = settings
         self.used_snapshot = False
         self.skipped: dict[str, str] = {}  # table -> why it is not read (views, no text, config...)
+        self.rejected: dict[str, str] = {}  # table -> why it could not be read (an error: a rejection)
         self._conn: sqlite3.Connection | None = None
         self._tmpdir: Path | None = None
         self._fp: hdr.Fingerprint | None = None  # set while reading the live file
@@ -190,19 +191,28 @@ class SqliteSource:
         """Tables (and views when asked) with text to embed; reasons for the rest in ``skipped``."""
         with self._errors():
             skipped: dict[str, str] = {}
-            found = list_tables(self.conn, self.settings, skipped)
+            rejected: dict[str, str] = {}
+            found = list_tables(self.conn, self.settings, skipped, rejected)
             if self._check_live():
-                skipped = {}
-                found = list_tables(self.conn, self.settings, skipped)
-            self.skipped = skipped
+                skipped, rejected = {}, {}
+                found = list_tables(self.conn, self.settings, skipped, rejected)
+            self.skipped, self.rejected = skipped, rejected
             return found
 
     def rows(self, table: TableInfo) -> Iterator[Row]:
-        """All rows of ``table``, ``settings.page_size`` at a time."""
+        """All rows of ``table``, ``settings.page_size`` at a time.
+
+        Raises ``TableReadError`` when only this table cannot be read (the caller skips it) and
+        ``SourceError`` when the whole file is at fault."""
         reader = RowReader(table, self.settings.page_size)
         while not reader.done:
-            with self._errors():
+            try:
                 page = reader.next_page(self.conn)
+            except sqlite3.Error as exc:
+                if snap.is_file_level(exc, self.path):
+                    raise snap.as_source_error(exc, self.path, self.settings.busy_timeout_ms) from exc
+                raise TableReadError(snap.describe_error(exc, self.path), table.name) from exc
+            with self._errors():
                 self._check_live()
             yield from page
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from dbembed.errors import EXIT_OK, EXIT_PARTIAL
 from dbembed.store import chunks as chunk_store
+from dbembed.store import rejections as rejection_store
 from dbembed.store import runs as run_store
 from dbembed.store import sources as source_store
 
@@ -72,6 +73,7 @@ class RunSummary:
 
 
 def normalize_roots(roots: Sequence[str | Path]) -> list[str]:
+    from dbembed.discover.names import display_path, real_path
     from dbembed.errors import UsageError
 
     out: list[str] = []
@@ -80,10 +82,10 @@ def normalize_roots(roots: Sequence[str | Path]) -> list[str]:
         if text.startswith("s3://"):
             out.append(text)
             continue
-        path = Path(text).expanduser()
+        path = Path(real_path(text)).expanduser()
         if not path.exists():
-            raise UsageError(f"root does not exist: {text}")
-        resolved = str(path.resolve())
+            raise UsageError(f"root does not exist: {display_path(text)}")
+        resolved = display_path(str(path.resolve()))
         # A folder root ends with a separator so that /data/a never claims files of /data/ab.
         out.append(resolved if path.is_file() or resolved.endswith(os.sep) else resolved + os.sep)
     if not out:
@@ -141,7 +143,7 @@ def _verify(conn: psycopg.Connection, coll: Collection, roots: list[str]) -> int
         if path.startswith("s3://"):
             continue
         try:
-            if file_hash(Path(path)) != known:
+            if file_hash(path) != known:
                 changed.append(sid)
         except OSError:
             continue
@@ -205,8 +207,7 @@ def index(
     The model is loaded (``provider_factory``, default ``get_provider``) only after the roots
     and the database checked out, so a typo or an unreachable server fails in a moment."""
     from dbembed.embed.registry import get_provider
-    from dbembed.run.worker import WorkerTotals, make_owner, worker_loop
-    from dbembed.store.collections import check_compatible, ensure_hnsw
+    from dbembed.run.worker import make_owner
     from dbembed.store.connection import connect
     from dbembed.store.dataapi import require_direct
     from dbembed.store.migrate import migrate
@@ -226,111 +227,176 @@ def index(
         if coll is None:
             provider = provider or (provider_factory or get_provider)(settings)
             coll = open_collection(conn, settings, provider)
-        conn.execute(
-            "UPDATE dbembed.runs SET status = 'interrupted', finished_at = now() WHERE status = 'running'"
-            " AND heartbeat_at < now() - make_interval(secs => %s)",
-            (max(30.0, settings.lease_s * 3),),
-        )
+        run_store.mark_abandoned(conn, abandoned_after_s(settings))
         run_id = run_store.start_run(conn, coll.id, make_owner(), root_list)
-        since = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
-        found = _discover_and_queue(conn, coll, root_list, settings)
-        from dbembed.run.pipeline import read_fingerprint
-
-        source_store.requeue_stale_settings(conn, coll.id, root_list, read_fingerprint(settings))
-        if settings.verify:
-            _verify(conn, coll, root_list)
-        if settings.force:
-            conn.execute(
-                """UPDATE dbembed.sources SET status = 'queued' WHERE collection_id = %s
-                   AND status IN ('indexed', 'failed')
-                   AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
-                (coll.id, root_list),
+        try:
+            return _run(
+                conn,
+                settings,
+                coll,
+                run_id,
+                root_list,
+                started,
+                provider,
+                provider_factory,
+                on_file,
+                on_start,
+                on_estimate,
+                on_progress,
             )
-        missing = _handle_vanished(conn, coll, root_list, since, settings.keep_missing)
-        queued = _count(conn, coll.id, root_list, ("queued", "leased"))
-        if on_start is not None:
-            on_start(queued)
-        if on_estimate is not None and queued:
-            on_estimate(*_estimate_work(conn, coll, root_list, settings))
-        run_store.add_counts(conn, run_id, {"files_missing": missing})
-        totals = WorkerTotals()
-        procs: list[Any] = []
-        if queued:
-            provider = provider or (provider_factory or get_provider)(settings)
-            check_compatible(coll, provider.model_id, provider.dimensions)
-            procs = _spawn_workers(settings, root_list, coll, run_id)
-            try:
-                totals = worker_loop(
-                    settings, root_list, coll.name, run_id, provider=provider, on_file=on_file,
-                    on_progress=on_progress,
-                )  # fmt: skip
-            finally:
-                for p in procs:
-                    p.join()
-        bad_children = [p.exitcode for p in procs if p.exitcode]
-        hnsw_built = ensure_hnsw(conn, coll)
-        row = run_store.get_run(conn, run_id)
-        seconds = time.perf_counter() - started
-        pending = _count(conn, coll.id, root_list, ("pending",))
-        summary = RunSummary(
-            run_id=run_id,
-            collection=coll.name,
-            model=coll.model,
-            status="ok",
-            files_found=found,
-            files_ok=row["files_ok"],
-            files_failed=row["files_failed"],
-            files_skipped=max(0, found - queued - pending),
-            files_pending=pending,
-            files_missing=missing,
-            rows=row["rows"],
-            chunks=row["chunks"],
-            texts_embedded=row["texts_embedded"],
-            texts_reused=row["texts_reused"],
-            seconds=round(seconds, 3),
-            chunks_per_s=round(row["chunks"] / seconds, 1) if seconds > 0 else 0.0,
-            hnsw_built=hnsw_built,
-            usage=dict(row.get("usage") or {}),
-            runtime=(row.get("stats") or {}).get("runtime"),
-            stage_s=dict((row.get("stats") or {}).get("stage_s", {})) or totals.stage_s,
-        )
-        summary.failures = [
-            {"file": p, "error": e or ""}
-            for p, e in conn.execute(
-                "SELECT path, error FROM dbembed.sources WHERE run_id = %s AND status = 'failed' ORDER BY path",
-                (run_id,),
-            ).fetchall()
-        ]
-        summary.files_still_failed = max(
-            0, _count(conn, coll.id, root_list, ("failed",)) - summary.files_failed
-        )
-        summary.rejected = run_store.run_rejections(conn, run_id)
-        from dbembed.run.explain import skip_notes
-
-        summary.notes = skip_notes(summary, settings.settle_s)
-        if summary.files_failed or bad_children:
-            summary.status = "partial"
-        run_store.finish_run(
-            conn,
-            run_id,
-            summary.status,
-            seconds,
-            {
-                **_throughput_keys(settings, coll.model),
-                "files_found": found,
-                "files_skipped": summary.files_skipped,
-                "hnsw_built": hnsw_built,
-                "worker_exit_codes": bad_children,
-            },
-        )
-        conn.execute(
-            "UPDATE dbembed.runs SET files_skipped = %s, files_pending = %s WHERE id = %s",
-            (summary.files_skipped, summary.files_pending, run_id),
-        )
-        events.info("run", extra={"event": {"event": "run", **summary.as_dict()}})
-        return summary
+        except BaseException as exc:
+            _record_run_end(conn, settings, run_id, started, exc)
+            raise
     finally:
         conn.close()
+
+
+def abandoned_after_s(settings: Settings) -> float:
+    """A run whose heartbeat is older than this is dead (its worker stopped beating)."""
+    return max(30.0, settings.lease_s * 3)
+
+
+def _record_run_end(
+    conn: psycopg.Connection, settings: Settings, run_id: int, started: float, exc: BaseException
+) -> None:
+    """A run that ends by an exception is recorded as such: ``failed`` with its error, or
+    ``interrupted`` (Ctrl-C, SIGTERM).  On a fresh connection when the old one is gone."""
+    from dbembed.store.connection import connect
+
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed"
+    text = str(exc).strip().splitlines()
+    error = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    seconds = time.perf_counter() - started
+    try:
+        if conn.closed or conn.broken:
+            with connect(settings, register_vector=False) as fresh:
+                run_store.finish_run(fresh, run_id, status, seconds, {}, error=error)
+        else:
+            run_store.finish_run(conn, run_id, status, seconds, {}, error=error)
+    except Exception as record_exc:  # noqa: BLE001 - the store itself may be what failed
+        log.warning("could not record the end of run %s: %s", run_id, record_exc)
+
+
+def _run(
+    conn: psycopg.Connection,
+    settings: Settings,
+    coll: Collection,
+    run_id: int,
+    root_list: list[str],
+    started: float,
+    provider: EmbeddingProvider | None,
+    provider_factory: Callable[[Settings], EmbeddingProvider] | None,
+    on_file: Callable[[Any], None] | None,
+    on_start: Callable[[int], None] | None,
+    on_estimate: Callable[[dict[str, int], float | None], None] | None,
+    on_progress: Callable[[str, int, int], None] | None,
+) -> RunSummary:
+    """The body of ``index`` once the run is recorded (an exception here ends the run ``failed``)."""
+    from dbembed.embed.registry import get_provider
+    from dbembed.run.worker import WorkerTotals, worker_loop
+    from dbembed.store.collections import check_compatible, ensure_hnsw
+
+    since = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+    found = _discover_and_queue(conn, coll, root_list, settings)
+    from dbembed.run.pipeline import read_fingerprint
+
+    source_store.requeue_stale_settings(conn, coll.id, root_list, read_fingerprint(settings))
+    rejection_store.requeue_rejected_chunks(conn, coll.id, root_list)
+    if settings.verify:
+        _verify(conn, coll, root_list)
+    if settings.force:
+        conn.execute(
+            """UPDATE dbembed.sources SET status = 'queued' WHERE collection_id = %s
+               AND status IN ('indexed', 'failed')
+               AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
+            (coll.id, root_list),
+        )
+    missing = _handle_vanished(conn, coll, root_list, since, settings.keep_missing)
+    queued = _count(conn, coll.id, root_list, ("queued", "leased"))
+    if on_start is not None:
+        on_start(queued)
+    if on_estimate is not None and queued:
+        on_estimate(*_estimate_work(conn, coll, root_list, settings))
+    run_store.add_counts(conn, run_id, {"files_missing": missing})
+    totals = WorkerTotals()
+    procs: list[Any] = []
+    if queued:
+        provider = provider or (provider_factory or get_provider)(settings)
+        check_compatible(coll, provider.model_id, provider.dimensions)
+        procs = _spawn_workers(settings, root_list, coll, run_id)
+        try:
+            totals = worker_loop(
+                settings,
+                root_list,
+                coll.name,
+                run_id,
+                provider=provider,
+                on_file=on_file,
+                on_progress=on_progress,
+            )
+        finally:
+            for p in procs:
+                p.join()
+    bad_children = [p.exitcode for p in procs if p.exitcode]
+    hnsw_built = ensure_hnsw(conn, coll)
+    row = run_store.get_run(conn, run_id)
+    seconds = time.perf_counter() - started
+    pending = _count(conn, coll.id, root_list, ("pending",))
+    summary = RunSummary(
+        run_id=run_id,
+        collection=coll.name,
+        model=coll.model,
+        status="ok",
+        files_found=found,
+        files_ok=row["files_ok"],
+        files_failed=row["files_failed"],
+        files_skipped=max(0, found - queued - pending),
+        files_pending=pending,
+        files_missing=missing,
+        rows=row["rows"],
+        chunks=row["chunks"],
+        texts_embedded=row["texts_embedded"],
+        texts_reused=row["texts_reused"],
+        seconds=round(seconds, 3),
+        chunks_per_s=round(row["chunks"] / seconds, 1) if seconds > 0 else 0.0,
+        hnsw_built=hnsw_built,
+        usage=dict(row.get("usage") or {}),
+        runtime=(row.get("stats") or {}).get("runtime"),
+        stage_s=dict((row.get("stats") or {}).get("stage_s", {})) or totals.stage_s,
+    )
+    summary.failures = [
+        {"file": p, "error": e or ""}
+        for p, e in conn.execute(
+            "SELECT path, error FROM dbembed.sources WHERE run_id = %s AND status = 'failed' ORDER BY path",
+            (run_id,),
+        ).fetchall()
+    ]
+    summary.files_still_failed = max(0, _count(conn, coll.id, root_list, ("failed",)) - summary.files_failed)
+    summary.rejected = run_store.run_rejections(conn, run_id)
+    from dbembed.run.explain import skip_notes
+
+    summary.notes = skip_notes(summary, settings.settle_s)
+    if summary.files_failed or bad_children:
+        summary.status = "partial"
+    run_store.finish_run(
+        conn,
+        run_id,
+        summary.status,
+        seconds,
+        {
+            **_throughput_keys(settings, coll.model),
+            "files_found": found,
+            "files_skipped": summary.files_skipped,
+            "hnsw_built": hnsw_built,
+            "worker_exit_codes": bad_children,
+        },
+    )
+    conn.execute(
+        "UPDATE dbembed.runs SET files_skipped = %s, files_pending = %s WHERE id = %s",
+        (summary.files_skipped, summary.files_pending, run_id),
+    )
+    events.info("run", extra={"event": {"event": "run", **summary.as_dict()}})
+    return summary
 
 
 def _count(conn: psycopg.Connection, collection_id: int, roots: list[str], statuses: tuple[str, ...]) -> int:

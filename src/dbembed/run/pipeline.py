@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import queue
 import threading
@@ -24,20 +25,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dbembed.errors import EmbeddingError, SourceError
+from dbembed.discover.names import real_path
+from dbembed.errors import DbembedError, EmbeddingError, SourceError
 from dbembed.run.crash import crash_point
 from dbembed.run.embedder import CachingEmbedder, EmbedStats, content_hash
 from dbembed.store import chunks as chunk_store
+from dbembed.store import rejections as rejection_store
 from dbembed.store import sources as source_store
 from dbembed.store.chunks import ChunkRecord
+from dbembed.store.rejections import MAX_LISTED, Rejection
+from dbembed.text.hygiene import clean_text
 
 if TYPE_CHECKING:
     import psycopg
 
     from dbembed.config import Settings
+    from dbembed.read import TableInfo
     from dbembed.store.collections import Collection
     from dbembed.text.chunk import Chunker
 
+log = logging.getLogger(__name__)
 FLUSH_CHUNKS = 2048  # chunks per embed+COPY step: also the window sorted by length before batching
 INLINE_READ_BYTES = 256 * 1024  # files up to this size are read without a reader thread
 
@@ -55,7 +62,9 @@ class FileResult:
     chunks_written: int = 0
     texts_embedded: int = 0
     texts_reused: int = 0
-    rejected: int = 0
+    rejected: int = 0  # chunks rejected (provider refusal or failed vector checks)
+    rejected_tables: int = 0
+    rejected_rows: int = 0
     size: int | None = None
     mtime: float | None = None
     duration_s: float = 0.0
@@ -74,6 +83,9 @@ class FileResult:
             "chunks": self.chunks,
             "texts_embedded": self.texts_embedded,
             "texts_reused": self.texts_reused,
+            "rejected_tables": self.rejected_tables,
+            "rejected_rows": self.rejected_rows,
+            "rejected_chunks": self.rejected,
             "duration_s": round(self.duration_s, 4),
         }
 
@@ -94,6 +106,50 @@ class _ReadDone:
     used_snapshot: bool
     read_s: float
     chunk_s: float
+    rejections: list[Rejection] = field(default_factory=list)
+    rejected: dict[str, int] = field(default_factory=dict)  # level -> count
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    return (
+        f"{type(exc).__name__}: {line}" if not isinstance(exc, DbembedError) else line or type(exc).__name__
+    )
+
+
+def _rejection(
+    level: Any, reason: str, table: str | None, key: str | None = None, no: int | None = None
+) -> Rejection:
+    return Rejection(level, clean_text(reason), table, key, no)
+
+
+@dataclass
+class _ReadState:
+    """What the reader thread accumulates over one file."""
+
+    tables: int = 0
+    rows: int = 0
+    reported: int = 0  # rows already counted in a batch handed out (progress)
+    changed: int = 0
+    t_read: float = 0.0
+    t_chunk: float = 0.0
+    batch: list[ChunkRecord] = field(default_factory=list)
+    replaced: list[tuple[str, str]] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, item: Rejection) -> None:
+        n = self.counts.get(item.level, 0)
+        self.counts[item.level] = n + 1
+        if n < MAX_LISTED:
+            self.rejections.append(item)
+
+    def reject_table(self, name: str, reason: str, existing: dict[tuple[str, str], bytes]) -> None:
+        """Skip a table; what the index holds of it stays (its keys leave the deletion list)."""
+        self.reject(_rejection("table", reason, name))
+        for key in [k for k in existing if k[0] == name]:
+            del existing[key]
 
 
 def row_hash(salt: str, table: str, document: str) -> bytes:
@@ -144,58 +200,103 @@ class FileIndexer:
         # previous call, so progress moves within a file (dbembed.cli.progress).
         self.progress: Callable[[str, int, int], None] | None = None
 
-
     # -- reading side (background thread) -------------------------------------------------
     def _produce(
-        self, local_path: Path, existing: dict[tuple[str, str], bytes], out: queue.Queue[Any]
+        self,
+        local_path: Path,
+        existing: dict[tuple[str, str], bytes],
+        out: queue.Queue[Any],
+        stop: threading.Event,
     ) -> None:
         from dbembed.read import SqliteSource
-        from dbembed.text.document import row_document
 
         try:
-            t_read = t_chunk = 0.0
-            rows = changed = ntables = reported = 0
-            batch: list[ChunkRecord] = []
-            replaced: list[tuple[str, str]] = []
+            state = _ReadState()
             with SqliteSource(local_path, self.settings) as src:
                 t0 = time.perf_counter()
                 tables = src.tables()
-                t_read += time.perf_counter() - t0
-                ntables = len(tables)
+                state.t_read += time.perf_counter() - t0
+                state.tables = len(tables)
+                for name, reason in sorted(src.rejected.items()):
+                    state.reject_table(name, reason, existing)
                 for table in tables:
-                    it = iter(src.rows(table))
-                    while True:
-                        t0 = time.perf_counter()
-                        row = next(it, None)
-                        if row is None:
-                            t_read += time.perf_counter() - t0
-                            break
-                        rows += 1
-                        doc = row_document(table, row)
-                        t1 = time.perf_counter()
-                        t_read += t1 - t0
-                        if doc is None:
-                            continue
-                        key = (table.name, row.key)
-                        rh = row_hash(self.salt, table.name, doc)
-                        old = existing.pop(key, None)
-                        if old == rh:
-                            continue
-                        changed += 1
-                        if old is not None:
-                            replaced.append(key)
-                        for no, piece in enumerate(self.chunker.chunk(doc)):
-                            batch.append(ChunkRecord(table.name, row.key, no, rh, content_hash(piece), piece))
-                        t_chunk += time.perf_counter() - t1
-                        if len(batch) >= FLUSH_CHUNKS:
-                            out.put(_Batch(batch, replaced, rows - reported))
-                            batch, replaced, reported = [], [], rows
+                    if stop.is_set():
+                        return
+                    self._read_table(src, table, existing, out, state)
                 used_snapshot = bool(getattr(src, "used_snapshot", False))
-            if batch or replaced:
-                out.put(_Batch(batch, replaced, rows - reported))
-            out.put(_ReadDone(ntables, rows, changed, list(existing), used_snapshot, t_read, t_chunk))
+            if state.batch or state.replaced:
+                out.put(_Batch(state.batch, state.replaced, state.rows - state.reported))
+            out.put(
+                _ReadDone(
+                    state.tables,
+                    state.rows,
+                    state.changed,
+                    list(existing),
+                    used_snapshot,
+                    state.t_read,
+                    state.t_chunk,
+                    state.rejections,
+                    state.counts,
+                )
+            )
         except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
             out.put(exc)
+
+    def _read_table(
+        self,
+        src: Any,
+        table: TableInfo,
+        existing: dict[tuple[str, str], bytes],
+        out: queue.Queue[Any],
+        state: _ReadState,
+    ) -> None:
+        """Read, diff and chunk one table.  A table that cannot be read is rejected (its stored
+        chunks are kept); a row whose document cannot be built is rejected alone."""
+        from dbembed.errors import TableReadError
+        from dbembed.text.document import row_document
+
+        it = iter(src.rows(table))
+        seen = 0
+        while True:
+            t0 = time.perf_counter()
+            try:
+                row = next(it, None)
+            except TableReadError as exc:
+                state.t_read += time.perf_counter() - t0
+                where = f" after {seen} row(s)" if seen else ""
+                state.reject_table(table.name, f"read stopped{where}: {exc}", existing)
+                return
+            if row is None:
+                state.t_read += time.perf_counter() - t0
+                return
+            seen += 1
+            state.rows += 1
+            t1 = time.perf_counter()
+            state.t_read += t1 - t0
+            try:
+                doc = row_document(table, row)
+                if doc is None:
+                    continue
+                key = (table.name, row.key)
+                rh = row_hash(self.salt, table.name, doc)
+                old = existing.pop(key, None)
+                if old == rh:
+                    continue
+                pieces = self.chunker.chunk(doc)
+            except Exception as exc:  # noqa: BLE001 - one row's fault (ours or its data's) stays with it
+                state.reject(
+                    _rejection("row", f"document could not be built: {_one_line(exc)}", table.name, row.key)
+                )
+                continue
+            state.changed += 1
+            if old is not None:
+                state.replaced.append(key)
+            for no, piece in enumerate(pieces):
+                state.batch.append(ChunkRecord(table.name, row.key, no, rh, content_hash(piece), piece))
+            state.t_chunk += time.perf_counter() - t1
+            if len(state.batch) >= FLUSH_CHUNKS:
+                out.put(_Batch(state.batch, state.replaced, state.rows - state.reported))
+                state.batch, state.replaced, state.reported = [], [], state.rows
 
     # -- main side ---------------------------------------------------------------------
     def process(self, claim: source_store.Claim) -> FileResult:
@@ -209,10 +310,18 @@ class FileIndexer:
             self._fail(claim, result, f"embedding failed: {exc}", retryable=True)
         except source_store.LeaseLost as exc:
             result.status, result.error = "lost", str(exc)
+        except Exception as exc:
+            # Anything else (a bug of ours, a value the store refuses) fails this file alone; only
+            # faults that every file would meet end the run (see is_run_fault).
+            if is_run_fault(exc, self.conn):
+                raise
+            log.warning("file %s failed", claim.path, exc_info=True)
+            self._fail(claim, result, f"internal error: {_one_line(exc)}", retryable=True)
         result.duration_s = time.perf_counter() - started
         return result
 
     def _fail(self, claim: source_store.Claim, result: FileResult, error: str, *, retryable: bool) -> None:
+        error = clean_text(error)  # a reason may quote a file name or value: no NUL, no lone surrogates
         result.status, result.error = "failed", error.splitlines()[0] if error else "unknown error"
         source_store.mark_failed(
             self.conn,
@@ -230,7 +339,7 @@ class FileIndexer:
         """Refresh size/mtime; False when the file is still being written (left pending)."""
         if not claim.path.startswith("s3://"):
             try:
-                st = os.stat(claim.path)
+                st = os.stat(real_path(claim.path))
             except FileNotFoundError as exc:
                 raise SourceError(f"file vanished before it could be read: {claim.path}") from exc
             except PermissionError as exc:
@@ -267,21 +376,23 @@ class FileIndexer:
             )
             new_file = claim.size is None and not existing
             q: queue.Queue[Any]
+            stop = threading.Event()
             reader: threading.Thread | None = None
             if (result.size or 0) <= INLINE_READ_BYTES:
                 # A small file is read here, before embedding: a thread per file costs more than it overlaps.
                 q = queue.Queue()
-                self._produce(Path(local_path), existing, q)
+                self._produce(Path(local_path), existing, q, stop)
             else:
                 q = queue.Queue(maxsize=4)
                 reader = threading.Thread(
                     target=self._produce,
-                    args=(Path(local_path), existing, q),
+                    args=(Path(local_path), existing, q, stop),
                     name="dbembed-reader",
                     daemon=True,
                 )
                 reader.start()
             done: _ReadDone | None = None
+            chunk_rejections: list[Rejection] = []
             try:
                 while done is None:
                     item = q.get()
@@ -291,17 +402,19 @@ class FileIndexer:
                         done = item
                         break
                     written = result.chunks_written
-                    t_load += self._flush(claim.id, item, stats, result)
+                    t_load += self._flush(claim.id, item, stats, result, chunk_rejections)
                     if self.progress is not None:
                         self.progress(claim.path, item.rows_read, result.chunks_written - written)
             finally:
                 if done is None and reader is not None:
+                    stop.set()
                     _drain(q, reader)
             if reader is not None:
                 reader.join()
             t0 = time.perf_counter()
             result.rows_deleted = len(done.deleted_keys)
             chunk_store.delete_rows(self.conn, self.coll, claim.id, done.deleted_keys)
+            self._record_rejections(claim.id, done, chunk_rejections, result)
             # A file never indexed before holds exactly what was written now: no count query.
             if new_file:
                 result.chunks = result.chunks_written
@@ -314,11 +427,7 @@ class FileIndexer:
                 stats.reused,
                 stats.rejected,
             )
-            error = None
-            if stats.rejected:
-                error = (
-                    f"{stats.rejected} chunk(s) rejected by the provider: {'; '.join(stats.rejections[:3])}"
-                )
+            error = _rejection_note(stats, result)
             result.error = error
             content = None
             if self.settings.verify and not claim.path.startswith("s3://"):
@@ -360,19 +469,79 @@ class FileIndexer:
             "load": t_load,
         }
 
-    def _flush(self, source_id: int, batch: _Batch, stats: EmbedStats, result: FileResult) -> float:
+    def _record_rejections(
+        self, source_id: int, done: _ReadDone, chunks: list[Rejection], result: FileResult
+    ) -> None:
+        """Replace the file's rejections (same transaction); rows that lost a chunk get retried."""
+        counts = dict(done.rejected)
+        counts["chunk"] = len(chunks)
+        chunk_store.mark_rows_stale(
+            self.conn,
+            self.coll,
+            source_id,
+            list(dict.fromkeys((r.table_name or "", r.row_key or "") for r in chunks)),
+        )
+        rejection_store.replace(
+            self.conn, source_id, self.run_id, [*done.rejections, *chunks[:MAX_LISTED]], counts
+        )
+        result.rejected_tables = counts.get("table", 0)
+        result.rejected_rows = counts.get("row", 0)
+
+    def _flush(
+        self,
+        source_id: int,
+        batch: _Batch,
+        stats: EmbedStats,
+        result: FileResult,
+        chunk_rejections: list[Rejection],
+    ) -> float:
         """Embed one batch and load it; returns seconds spent loading."""
         vectors, rejected = self.embedder.vectors_for(self.conn, batch.records, stats)
         t0 = time.perf_counter()
         chunk_store.delete_rows(self.conn, self.coll, source_id, batch.replaced_keys)
         records = batch.records
         if rejected:
+            for i, reason in sorted(rejected.items()):
+                rec = records[i]
+                chunk_rejections.append(
+                    _rejection("chunk", reason, rec.table_name, rec.row_key, rec.chunk_no)
+                )
             keep = [i for i in range(len(records)) if i not in rejected]
             records = [records[i] for i in keep]
             vectors = vectors[keep]
         result.chunks_written += chunk_store.copy_chunks(self.conn, self.coll, source_id, records, vectors)
         crash_point("after_copy")
         return time.perf_counter() - t0
+
+
+def _rejection_note(stats: EmbedStats, result: FileResult) -> str | None:
+    """The one-line note an indexed file keeps when part of it was rejected (None: nothing was)."""
+    parts = []
+    if result.rejected_tables:
+        parts.append(f"{result.rejected_tables} table(s)")
+    if result.rejected_rows:
+        parts.append(f"{result.rejected_rows} row(s)")
+    if stats.rejected:
+        parts.append(f"{stats.rejected} chunk(s) ({'; '.join(stats.rejections[:3])})")
+    if not parts:
+        return None
+    return "rejected " + ", ".join(parts) + " (see dbembed status)"
+
+
+def is_run_fault(exc: BaseException, conn: psycopg.Connection) -> bool:
+    """Faults that every file would meet: the store is gone or misconfigured, bad configuration.
+    These end the run; anything else fails one file."""
+    import psycopg
+
+    from dbembed.errors import ConfigError, DatabaseUnavailable
+
+    if isinstance(exc, ConfigError | DatabaseUnavailable | MemoryError):
+        return True
+    if conn.closed or conn.broken or isinstance(exc, psycopg.InterfaceError):
+        return True
+    # Per-statement limits (a key too long for an index, a statement timeout) concern one file.
+    per_file = (psycopg.errors.ProgramLimitExceeded, psycopg.errors.QueryCanceled)
+    return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, per_file)
 
 
 def _drain(q: queue.Queue[Any], reader: threading.Thread) -> None:

@@ -47,7 +47,11 @@ def make_chunker(settings: Settings, provider: EmbeddingProvider) -> Chunker:
 
     # provider.max_tokens is what one input may hold (local models already exclude [CLS]/[SEP]).
     limit = min(settings.max_chunk_tokens or provider.max_tokens, provider.max_tokens)
-    return Chunker(provider.tokenizer(), limit, overlap=settings.chunk_overlap, max_chars=provider.max_chars)
+    # The chunker runs on the reader thread: it owns its tokenizer (never the model's, see
+    # docs/ARCHITECTURE.md "Threads").
+    return Chunker(
+        provider.new_tokenizer(), limit, overlap=settings.chunk_overlap, max_chars=provider.max_chars
+    )
 
 
 @dataclass
@@ -285,9 +289,10 @@ def _sidecar(settings: Settings, collection: str, model: str, dims: int, res: Fi
         "collection": collection,
     }
     if not res.path.startswith("s3://"):
+        from dbembed.discover.names import real_path
         from dbembed.run.sidecar import write_sidecar
 
-        write_sidecar(res.path, payload)
+        write_sidecar(real_path(res.path), payload)
         return
     if not settings.s3_metadata:
         return

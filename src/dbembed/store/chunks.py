@@ -86,12 +86,32 @@ def existing_row_hashes(
     with conn.cursor(name=f"rowhash_{source_id}") as cur:
         cur.itersize = 20000
         cur.execute(
-            f"SELECT table_name, row_key, row_hash FROM {coll.table} WHERE source_id = %s AND chunk_no = 0",
-            (source_id,),
+            f"SELECT table_name, row_key, row_hash FROM {coll.table} WHERE source_id = %s"
+            " AND (chunk_no = 0 OR row_hash = %s)",
+            (source_id, STALE_ROW_HASH),
         )
         for table_name, row_key, row_hash in cur:
             out[(table_name, row_key)] = bytes(row_hash)
     return out
+
+
+STALE_ROW_HASH = bytes(16)  # a row with a rejected chunk: re-read and retried by the next run
+
+
+def mark_rows_stale(
+    conn: psycopg.Connection, coll: Collection, source_id: int, keys: Iterable[tuple[str, str]]
+) -> int:
+    """Give the stored chunks of these rows a row hash no document has (``STALE_ROW_HASH``), so the
+    next run sees the rows as changed and retries their rejected chunks."""
+    keys = list(keys)
+    if not keys:
+        return 0
+    cur = conn.execute(
+        f"""UPDATE {coll.table} c SET row_hash = %s FROM unnest(%s::text[], %s::text[]) AS d(t, k)
+            WHERE c.source_id = %s AND c.table_name = d.t AND c.row_key = d.k""",
+        (STALE_ROW_HASH, [k[0] for k in keys], [k[1] for k in keys], source_id),
+    )
+    return cur.rowcount or 0
 
 
 def delete_rows(

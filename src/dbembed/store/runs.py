@@ -88,6 +88,18 @@ def finish_run(
     )
 
 
+def mark_abandoned(conn: psycopg.Connection, after_s: float) -> int:
+    """Runs still ``running`` whose heartbeat stopped ``after_s`` seconds ago died with their
+    worker (killed, machine gone): record them as ``abandoned``."""
+    cur = conn.execute(
+        "UPDATE dbembed.runs SET status = 'abandoned', finished_at = coalesce(finished_at, heartbeat_at),"
+        " error = coalesce(error, 'the worker stopped (no heartbeat since ' || heartbeat_at || ')')"
+        " WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => %s)",
+        (after_s,),
+    )
+    return cur.rowcount or 0
+
+
 def get_run(conn: psycopg.Connection, run_id: int) -> dict[str, Any]:
     cur = conn.execute("SELECT * FROM dbembed.runs WHERE id = %s", (run_id,))
     row = cur.fetchone()
@@ -95,14 +107,21 @@ def get_run(conn: psycopg.Connection, run_id: int) -> dict[str, Any]:
     return {d.name: v for d, v in zip(cur.description, row, strict=True)}
 
 
-def recent_runs(conn: psycopg.Connection, collection_id: int | None, limit: int = 10) -> list[dict[str, Any]]:
+def recent_runs(
+    conn: psycopg.Connection, collection_id: int | None, limit: int = 10, abandoned_after_s: float = 90.0
+) -> list[dict[str, Any]]:
+    """Newest runs first; a ``running`` run without a heartbeat for ``abandoned_after_s`` shows as
+    ``abandoned`` (its worker died)."""
     cur = conn.execute(
-        """SELECT id, worker, started_at, finished_at, status, files_ok, files_failed, files_skipped,
-                  files_pending, files_missing, rows, chunks, texts_embedded, texts_reused, seconds, usage,
+        """SELECT id, worker, started_at, finished_at,
+                  CASE WHEN status = 'running' AND heartbeat_at < now() - make_interval(secs => %s)
+                       THEN 'abandoned' ELSE status END AS status,
+                  files_ok, files_failed, files_skipped,
+                  files_pending, files_missing, rows, chunks, texts_embedded, texts_reused, seconds, usage, error,
                   stats ->> 'runtime' AS runtime
            FROM dbembed.runs WHERE %s::int IS NULL OR collection_id = %s
            ORDER BY id DESC LIMIT %s""",
-        (collection_id, collection_id, limit),
+        (abandoned_after_s, collection_id, collection_id, limit),
     )
     assert cur.description is not None
     names = [d.name for d in cur.description]

@@ -44,6 +44,7 @@ MODES = ("hybrid", "vector", "lexical")
 RRF_K = 60
 LEXICAL_KEEP = 0.5  # hybrid: lexical rows scoring below this share of the best lexical row are dropped
 FULL_MATCH = 0.999  # a lexical score this high: the row holds every token of the query
+_ASCII_FOLD = "'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'"
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,8 @@ def _filters(coll: Collection, file: str | None, table: str | None) -> tuple[lis
         )
         params["cid"] = coll.id
     if table:
-        where.append("c.table_name = %(table)s")
+        # SQLite names are case-insensitive for ASCII letters only: match them the same way.
+        where.append(f"translate(c.table_name, {_ASCII_FOLD}) = translate(%(table)s, {_ASCII_FOLD})")
         params["table"] = table
     return where, params
 

@@ -4,9 +4,11 @@ The default document names the table and each text column
 (``Album | Title: Let There Be Rock | Artist: AC/DC``): column names carry
 meaning that the values alone lack ("Title" vs "Composer"), and the table name
 lets one index serve several tables.  A per-table template from the config
-replaces this layout entirely.  Whitespace is tidied only lightly (runs of
-spaces/tabs, trailing spaces, runs of blank lines) and nothing is
-Unicode-normalised, so Japanese and other scripts pass through untouched.
+replaces this layout entirely.  Every value first crosses the text-hygiene
+boundary (``dbembed.text.hygiene``: NUL/controls and invisible format characters
+removed, lone surrogates replaced, NFKC); a value left with no visible character
+counts as NULL.  Whitespace is then tidied only lightly (runs of spaces/tabs,
+trailing spaces, runs of blank lines).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from dbembed.read import Row, TableInfo
 from dbembed.read.introspect import template_fields
+from dbembed.text.hygiene import clean_text, is_blank
 
 _HSPACE = re.compile(r"[ \t\f\v\u00a0]+")  # not U+3000: the ideographic space is part of Japanese text
 _TRAILING = re.compile(r"[ \t]+\n")
@@ -34,7 +37,8 @@ def normalize_ws(text: str) -> str:
 
 
 def value_text(value: Any) -> str:
-    """A column value as text; '' for NULL, empty and binary values that are not UTF-8."""
+    """A column value as clean text; '' for NULL, for binary values that are not UTF-8 and for
+    values with no visible character (whitespace, zero-width characters, NUL...)."""
     if value is None:
         return ""
     if isinstance(value, bytes):
@@ -42,7 +46,18 @@ def value_text(value: Any) -> str:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
             return ""
-    return normalize_ws(str(value))
+    text = normalize_ws(clean_text(str(value)))
+    return "" if is_blank(text) else text
+
+
+def clean_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Row values for a template: text cleaned (blank -> None), numbers and the rest unchanged."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if isinstance(v, str | bytes):
+            v = value_text(v) or None
+        out[k] = v
+    return out
 
 
 class _LenientFormatter(Formatter):
@@ -95,13 +110,13 @@ def row_document(table: TableInfo, row: Row) -> str | None:
         fields = template_fields(table.template)
         if fields and not any(value_text(row.values.get(_casefold_key(row.values, f))) for f in fields):
             return None  # "{Title} by {Artist}" with no title and no artist is not a document
-        text = normalize_ws(render_template(table.template, row.values))
-        return text or None
+        text = normalize_ws(clean_text(render_template(table.template, clean_values(row.values))))
+        return None if is_blank(text) else text
     parts = []
     for col in table.text_columns:
         text = value_text(row.values.get(col))
         if text:
-            parts.append(f"{col}: {text}")
+            parts.append(f"{clean_text(col)}: {text}")
     if not parts:
         return None
-    return table.name + SEPARATOR + SEPARATOR.join(parts)
+    return clean_text(table.name) + SEPARATOR + SEPARATOR.join(parts)
