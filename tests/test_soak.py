@@ -41,7 +41,7 @@ def make_soak_tree(root: Path, files: int = 6, rows_per_file: int = 5200, seed: 
     rng = random.Random(seed)
     # ~280-360 characters: past the chunker's no-tokenize fast path (max_tokens characters), short
     # enough that the model's share stays small on a CI machine.
-    pool = [_text(rng, rng.randint(42, 52)) for _ in range(1200)]
+    pool = [_text(rng, rng.randint(42, 52)) for _ in range(600)]
     total = 0
     for f in range(files):
         path = root / f"shard{f % 3}" / f"soak_{f}.db"

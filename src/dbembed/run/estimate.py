@@ -14,6 +14,8 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+from dbembed.discover.names import real_path
+
 EXACT_BELOW = 100_000  # tables up to this max(rowid) are counted exactly (a fast scan)
 DEFAULT_BYTES_PER_ROW = 200.0  # when no file could be measured (a typical small-row SQLite table)
 
@@ -27,7 +29,9 @@ def rows_in_file(path: str) -> int | None:
     if path.startswith("s3://"):
         return None
     try:
-        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=0.2)
+        from dbembed.read.snapshot import ro_uri
+
+        conn = sqlite3.connect(ro_uri(Path(real_path(path))), uri=True, timeout=0.2)
     except (sqlite3.Error, OSError, ValueError):
         return None
     try:
@@ -42,13 +46,15 @@ def rows_in_file(path: str) -> int | None:
                 total += _without_rowid_estimate(conn, name)
                 continue
             row = conn.execute(f"SELECT max(rowid) FROM {_quote(name)}").fetchone()
-            top = int(row[0] or 0) if row else 0
+            value = row[0] if row else 0
+            # A column may be named rowid and hold anything (text, a float): only an integer counts.
+            top = value if isinstance(value, int) and value > 0 else 0
             if top <= EXACT_BELOW:  # small tables: count them (rowids may be sparse)
                 row = conn.execute(f"SELECT count(*) FROM {_quote(name)}").fetchone()
                 top = int(row[0] or 0) if row else 0
             total += top
         return total
-    except sqlite3.Error:
+    except (sqlite3.Error, ValueError, TypeError, OverflowError):
         return None
     finally:
         conn.close()

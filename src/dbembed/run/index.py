@@ -316,7 +316,10 @@ def _run(
     if on_start is not None:
         on_start(queued)
     if on_estimate is not None and queued:
-        on_estimate(*_estimate_work(conn, coll, root_list, settings))
+        try:
+            on_estimate(*_estimate_work(conn, coll, root_list, settings))
+        except Exception as exc:  # noqa: BLE001 - an estimate only feeds the progress display
+            log.warning("could not estimate the run's work: %s", exc)
     run_store.add_counts(conn, run_id, {"files_missing": missing})
     totals = WorkerTotals()
     procs: list[Any] = []
