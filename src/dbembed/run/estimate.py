@@ -10,13 +10,17 @@ short busy timeout and never written; any error only makes the estimate coarser.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from dbembed.discover.names import real_path
 
 EXACT_BELOW = 100_000  # tables up to this max(rowid) are counted exactly (a fast scan)
+BUDGET_S = 0.5  # SQLite time per file before the estimate falls back to the file's size
 DEFAULT_BYTES_PER_ROW = 200.0  # when no file could be measured (a typical small-row SQLite table)
 
 
@@ -31,9 +35,15 @@ def rows_in_file(path: str) -> int | None:
     try:
         from dbembed.read.snapshot import ro_uri
 
-        conn = sqlite3.connect(ro_uri(Path(real_path(path))), uri=True, timeout=0.2)
+        local = real_path(path)
+        if not stat.S_ISREG(os.stat(local).st_mode):  # a FIFO named *.db would block the open forever
+            return None
+        conn = sqlite3.connect(ro_uri(Path(local)), uri=True, timeout=0.2)
     except (sqlite3.Error, OSError, ValueError):
         return None
+    deadline = time.monotonic() + BUDGET_S
+    # A corrupt or huge file must not stall the run before it starts: give up after BUDGET_S.
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
     try:
         tables = conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
