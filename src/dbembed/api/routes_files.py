@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from dbembed.api.auth import principal, state
 from dbembed.chat.history import decode_cursor, encode_cursor
 from dbembed.chat.scope import InvalidInput, check_text
+from dbembed.run.index import abandoned_after_s
 from dbembed.store.runs import page_runs
 
 router = APIRouter(prefix="/v1", tags=["files"], dependencies=[Depends(principal)])
@@ -130,6 +131,6 @@ def list_runs(
         raise InvalidInput(f"limit must be between 1 and {st.settings.max_page_size}")
     before = decode_cursor(cursor, 1)
     with st.connection() as conn:
-        items = page_runs(conn, limit + 1, int(before[0]) if before else None)
+        items = page_runs(conn, limit + 1, int(before[0]) if before else None, abandoned_after_s(st.settings))
     nxt = encode_cursor([items[limit - 1]["id"]]) if len(items) > limit else None
     return {"items": items[:limit], "next_cursor": nxt}

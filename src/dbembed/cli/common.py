@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 
 from dbembed.errors import EXIT_FATAL, DbembedError
@@ -73,6 +74,16 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             err("interrupted")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # stdout closed early (`dbembed files --all | head`): stop quietly, like other Unix tools.
+            import os
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(141) from None
+        except (typer.Abort, click.exceptions.Abort):  # a question answered no (or no terminal)
+            err("aborted: nothing was changed (pass --yes to skip the question)")
+            raise typer.Exit(1) from None
         except typer.Exit:
             raise
         except Exception as exc:  # noqa: BLE001 - last resort: one line, fatal exit code

@@ -128,18 +128,24 @@ def recent_runs(
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def page_runs(conn: psycopg.Connection, limit: int, before_id: int | None = None) -> list[dict[str, Any]]:
+def page_runs(
+    conn: psycopg.Connection, limit: int, before_id: int | None = None, abandoned_after_s: float = 90.0
+) -> list[dict[str, Any]]:
     """Runs of every collection, newest first, ids below ``before_id``: counters, seconds, usage and
-    ``chunks_per_s`` (chunks written per second of the run; None while it runs)."""
+    ``chunks_per_s`` (chunks written per second of the run; None while it runs).  A ``running`` run
+    without a heartbeat for ``abandoned_after_s`` shows as ``abandoned``, as in :func:`recent_runs`."""
     cur = conn.execute(
-        """SELECT r.id, c.name AS collection, r.worker, r.status, r.started_at, r.finished_at, r.files_ok,
+        """SELECT r.id, c.name AS collection, r.worker,
+                  CASE WHEN r.status = 'running'
+                            AND r.heartbeat_at < now() - make_interval(secs => %(abandoned)s::float8)
+                       THEN 'abandoned' ELSE r.status END AS status, r.started_at, r.finished_at, r.files_ok,
                   r.files_failed, r.files_skipped, r.files_pending, r.files_missing, r.rows, r.chunks,
                   r.texts_embedded, r.texts_reused, r.seconds, r.error, r.usage,
                   CASE WHEN r.seconds > 0 THEN r.chunks / r.seconds END AS chunks_per_s
              FROM dbembed.runs r LEFT JOIN dbembed.collections c ON c.id = r.collection_id
             WHERE %(before)s::bigint IS NULL OR r.id < %(before)s::bigint
             ORDER BY r.id DESC LIMIT %(n)s""",
-        {"before": before_id, "n": limit},
+        {"before": before_id, "n": limit, "abandoned": abandoned_after_s},
     )
     assert cur.description is not None
     names = [d.name for d in cur.description]
