@@ -143,6 +143,7 @@ def test_japanese_phrase_from_a_row_is_found_with_the_default_model(indexed: Any
     assert hits[0].rank == 1 and hits[0].vector_score is not None
     lex = api_lib.search(phrase, 5, settings=indexed, mode="lexical")
     assert "一生忘れられない美しさ" in lex[0].text and lex[0].vector_score is None
+    assert [h.lexical_rank for h in lex] == [h.rank for h in lex] and lex[0].vector_rank is None
     # Full-width / half-width forms of a code find the same row.
     for q in ("INV-2024-0042", "ＩＮＶ－２０２４－００４２", "inv 2024 0042"):
         assert "INV-2024-0042" in api_lib.search(q, 3, settings=indexed, mode="hybrid")[0].text
@@ -155,6 +156,7 @@ def test_english_description_still_finds_its_row(indexed: Any) -> None:
     vec = api_lib.search("refund for a damaged delivery", 3, settings=indexed, mode="vector")
     assert "crushed" in vec[0].text and vec[0].lexical_score is None
     assert vec[0].score == pytest.approx(vec[0].vector_score)
+    assert [h.vector_rank for h in vec] == [1, 2, 3] and vec[0].lexical_rank is None
 
 
 def test_filters_apply_to_both_lists(indexed: Any) -> None:

@@ -61,8 +61,8 @@ class Hit:
     rank: int = 0  # 1-based position in the returned list (the fused rank in hybrid mode)
     vector_score: float | None = None  # cosine similarity to the query, 1 = identical
     lexical_score: float | None = None  # idf-weighted share of the query's tokens in the chunk, 0..1
-    vector_rank: int | None = None  # rank in the vector list (hybrid), None if not in it
-    lexical_rank: int | None = None  # rank in the lexical list (hybrid), None if not in it
+    vector_rank: int | None = None  # rank in the vector list (vector, hybrid), None if not in it
+    lexical_rank: int | None = None  # rank in the lexical list (lexical, hybrid), None if not in it
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -259,12 +259,12 @@ def search_chunks(
         rows = _vector_rows(
             conn, coll, query_vector, k, where, params, plan=None, ef_search=ef_search, exact=exact
         )
-        return [_hit(r, float(r[8]), i, None, None) for i, r in enumerate(rows, 1)]
+        return [_hit(r, float(r[8]), i, i, None) for i, r in enumerate(rows, 1)]
     if mode == "lexical":
         if plan is None:
             return []
         rows = _lexical_rows(conn, coll, plan, query_vector, k, where, params)
-        return [_hit(r, float(r[9]), i, None, None) for i, r in enumerate(rows, 1)]
+        return [_hit(r, float(r[9]), i, None, i) for i, r in enumerate(rows, 1)]
     assert query_vector is not None
     depth = candidate_depth(k)
     vrows = _vector_rows(
