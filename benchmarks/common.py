@@ -62,6 +62,8 @@ class Results:
     ratios: list[Ratio] = field(default_factory=list)
     unavailable: list[tuple[str, str]] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    # Titled tables a section lays out itself: title -> (header, rows of cells).
+    tables: dict[str, tuple[list[str], list[list[str]]]] = field(default_factory=dict)
 
     def add(self, section: str, name: str, value: float | None, unit: str, note: str = "") -> None:
         self.measurements.append(Measurement(section, name, value, unit, note))

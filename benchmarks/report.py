@@ -9,8 +9,18 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.4g}"
 
 
+def _markdown_tables(res: Results) -> list[str]:
+    out: list[str] = []
+    for title, (header, rows) in res.tables.items():
+        out += ["", f"## {title[:1].upper()}{title[1:]}", "", "| " + " | ".join(header) + " |"]
+        out.append("|" + "---|" * len(header))
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
 def render_table(res: Results) -> str:
-    lines = ["RATIOS (measured side by side in this run)"]
+    lines = [line for line in _markdown_tables(res) if line] + [""] if res.tables else []
+    lines.append("RATIOS (measured side by side in this run)")
     width = max([len(r.name) for r in res.ratios] + [20])
     lines.append(f"{'figure':<{width}}  {'measured':>10}  {'target':>8}  verdict  note")
     for r in res.ratios:
@@ -26,6 +36,7 @@ def render_table(res: Results) -> str:
 def render_markdown(res: Results) -> str:
     out = ["# dbembed benchmark results", ""]
     out += [f"- **{k}**: {v}" for k, v in res.facts.items() if not isinstance(v, dict)]
+    out += _markdown_tables(res)
     out += ["", "## Ratios", "", "| figure | measured | target | verdict | note |", "|---|---:|---:|---|---|"]
     for r in res.ratios:
         out.append(f"| {r.name} | {_fmt(r.value)} | {r.better}{r.target:g} | {r.verdict} | {r.note} |")

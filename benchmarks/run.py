@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks import bench_competitors as comp
 from benchmarks import bench_dbembed as dbe
-from benchmarks import bench_pipeline, bench_quality, bench_search
+from benchmarks import bench_formats, bench_pipeline, bench_quality, bench_search
 from benchmarks.common import REPO, PgServer, Results, Unavailable, machine_name
 from benchmarks.docs import row_documents, sqlite_files
 from benchmarks.report import render_markdown, render_table
@@ -38,6 +38,7 @@ SECTIONS = (
     "workers",
     "search",
     "quality",
+    "formats",
     "memory",
 )
 DEFAULT_COMPETITOR_PYTHON = "/tmp/venv-bench/bin/python"
@@ -85,9 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--keep", action="store_true", help="Keep the scratch directory.")
+    ap.add_argument("--tag", help="Results file suffix: <date>-<machine>-<tag>.md (e.g. formats).")
     args = ap.parse_args(argv)
     global _REPORT
-    _REPORT = args.out / f"{dt.date.today().isoformat()}-{machine_name()}{'-long' if args.long else ''}.md"
+    tag = ("-long" if args.long else "") + (f"-{args.tag}" if args.tag else "")
+    _REPORT = args.out / f"{dt.date.today().isoformat()}-{machine_name()}{tag}.md"
     # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the embedded server is stopped.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     want = set(args.only or SECTIONS)
@@ -165,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             if got:
                 qurl, queries, _ = got  # type: ignore[misc]
                 _guard(res, "search latency 100k", lambda: bench_quality.latency_100k(res, pg, qurl, queries))
+        if "formats" in want:
+            # Document formats: tokens, model time and search quality of each.
+            ffiles, frows = (8, 1500) if long else (8, 600)
+            _guard(res, "formats", lambda: bench_formats.formats(res, work, pg, files=ffiles, rows=frows))
         if "memory" in want:
             sizes = (0.1, 1.0) if long else (0.01, 0.1)
             _guard(res, "memory", lambda: dbe.peak_memory(res, work, pg, sizes))

@@ -370,6 +370,40 @@ def test_views_flag_indexes_views(cli_env: Path, database_url: str) -> None:
     assert {h["path"] for h in hits} == {str(other)}
 
 
+def test_document_format_flag_env_and_toml(
+    cli_env: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--document-format / DBEMBED_DOCUMENT_FORMAT / document_format: a change re-documents the rows
+    on the next run (no --force), --dry-run predicts it, a bad value is named."""
+    shop = make_shop(cli_env / "data" / "orders.db")
+    first = run_json(cli_env / "data", database_url)
+    assert first["rows"] == 8
+    teapot = search(database_url, "teapot gift wrap", "-k", "1")[0]
+    assert teapot["text"] == f"Order Details | ProductName: Ceramic teapot | Notes: {TEAPOT}"
+
+    plan = as_json(invoke(
+        "run", str(cli_env / "data"), "--database-url", database_url, "--settle", "0", "--dry-run", "--json",
+        "--document-format", "values",
+    ))  # fmt: skip
+    assert plan["files_changed"] == 1 and plan["rows_changed"] == 8 and plan["texts_to_embed"] == 8
+    values = run_json(cli_env / "data", database_url, "--document-format", "values")
+    assert values["files_ok"] == 1 and values["chunks"] == 8 and values["texts_embedded"] == 8
+    hit = search(database_url, "teapot gift wrap", "-k", "1")[0]
+    assert hit["text"] == f"Ceramic teapot | {TEAPOT}" and hit["path"] == str(shop)
+
+    monkeypatch.setenv("DBEMBED_DOCUMENT_FORMAT", "values")
+    assert run_json(cli_env / "data", database_url)["files_skipped"] == 1  # the same format: nothing to do
+    monkeypatch.delenv("DBEMBED_DOCUMENT_FORMAT")
+    (cli_env / "dbembed.toml").write_text('document_format = "columns"\n', encoding="utf-8")
+    cols = run_json(cli_env / "data", database_url)
+    assert cols["files_ok"] == 1 and cols["chunks"] == 8
+    hit = search(database_url, "teapot gift wrap", "-k", "1")[0]
+    assert hit["text"] == f"ProductName: Ceramic teapot | Notes: {TEAPOT}"
+
+    bad = invoke("run", str(cli_env / "data"), "--database-url", database_url, "--document-format", "labels")
+    assert bad.exit_code == 2 and "document_format must be one of table-columns, columns, values" in bad.stderr
+
+
 def test_no_sidecar_writes_no_metadata_file(cli_env: Path, database_url: str) -> None:
     db = make_db(cli_env / "data" / "a.db", tickets_for(1))
     summary = run_json(cli_env / "data", database_url, "--no-sidecar")
@@ -526,7 +560,8 @@ def test_help_lists_the_commands(cli_env: Path) -> None:
     for name in registered - {None}:
         assert name in result.stdout
     run_help = invoke("run", "--help")
-    for flag in ("--database-url", "--settle", "--views", "--verify", "--no-sidecar", "--dry-run", "--json"):
+    for flag in ("--database-url", "--settle", "--views", "--verify", "--no-sidecar", "--dry-run", "--json",
+                 "--document-format"):  # fmt: skip
         assert flag in run_help.stdout
 
 

@@ -166,3 +166,23 @@ def test_loading_has_no_side_effects(tmp_path: Path) -> None:
     s = load_settings(data_dir=data)
     assert s.resolved_data_dir() == data and not data.exists()
     assert isinstance(s, Settings)
+
+
+def test_document_format_from_file_env_and_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().document_format == "table-columns"
+    cfg = write(tmp_path / "c.toml", 'document_format = "columns"\n')
+    assert load_settings(cfg).document_format == "columns"
+    monkeypatch.setenv("DBEMBED_DOCUMENT_FORMAT", "values")
+    assert load_settings(cfg).document_format == "values"  # env beats the file
+    assert load_settings(cfg, document_format="table-columns").document_format == "table-columns"
+
+
+def test_unknown_document_format_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = write(tmp_path / "c.toml", 'document_format = "labels"\n')
+    with pytest.raises(ConfigError, match="document_format must be one of table-columns, columns, values"):
+        load_settings(cfg)
+    monkeypatch.setenv("DBEMBED_DOCUMENT_FORMAT", "Values ")
+    assert load_settings().document_format == "values"  # case and stray spaces do not matter
+    monkeypatch.setenv("DBEMBED_DOCUMENT_FORMAT", "table+columns")
+    with pytest.raises(ConfigError, match="document_format"):
+        load_settings()

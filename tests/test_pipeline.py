@@ -189,3 +189,51 @@ def test_a_later_sighting_is_never_overwritten_by_an_older_one(tmp_path: Path, s
         assert conn.execute("SELECT min(seen_at) FROM dbembed.sources").fetchone()[0] == later
         since = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         assert vanished(conn, cid, [str(root) + "/"], since) == []
+
+
+def test_document_format_change_redocuments_rows_and_embeds_each_new_text_once(
+    tmp_path: Path, settings, run  # noqa: ANN001
+) -> None:
+    """A new ``document_format`` takes effect on the next run without --force: changed documents
+    are rewritten (each distinct new text embedded once), a templated table keeps its documents and
+    vectors, nothing is lost, and ``--dry-run`` predicts it."""
+    from dbembed.config import TableOverride
+
+    root = tmp_path / "tree"
+    a = make_db(root / "a.db", tickets_for(0))
+    make_db(root / "b.db", tickets_for(0))  # the same rows: every text is embedded once
+    conn = sqlite3.connect(a)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.executemany("INSERT INTO notes VALUES (?, ?)", [(1, "Call before noon."), (2, "Fragile: glass.")])
+    conn.commit()
+    conn.close()
+    tables = {"notes": TableOverride(template="Note: {body}")}
+    first = run([root], tables=tables)
+    assert first.texts_embedded == 12 + 2
+    before = index_state(settings.database_url)
+    texts = {(r[1], r[2], r[3]): r[6] for r in before}
+    assert texts[(str(a), "tickets", "1")] == f"tickets | subject: Ticket 0-0 | body: {tickets_for(0)[0][2]}"
+
+    plan = api_lib.dry_run([str(root)], settings, tables=tables, document_format="values")
+    assert plan["files_changed"] == 2 and plan["files_unchanged"] == 0
+    assert plan["rows_changed"] == 24 and plan["rows_unchanged"] == 2 and plan["texts_to_embed"] == 12
+    assert index_state(settings.database_url) == before  # a dry run writes nothing
+
+    second = run([root], tables=tables, document_format="values")
+    assert second.files_ok == 2 and second.files_failed == 0
+    assert second.texts_embedded == 12 and second.chunks == 24  # the notes were not rewritten
+    after = index_state(settings.database_url)
+    assert [r[:4] for r in after] == [r[:4] for r in before]  # every row still indexed, none lost
+    new = {(r[1], r[2], r[3]): r[6] for r in after}
+    assert new[(str(a), "tickets", "1")] == f"Ticket 0-0 | {tickets_for(0)[0][2]}"
+    assert new[(str(a), "notes", "1")] == texts[(str(a), "notes", "1")] == "Note: Call before noon."
+    hit = api_lib.search("grinding noise from the blender", k=1, settings=settings, mode="vector")[0]
+    assert hit.text == "Ticket 0-4 | The blender makes a loud grinding noise on the highest speed."
+
+    again = run([root], tables=tables, document_format="values")
+    assert again.files_skipped == 2 and again.texts_embedded == 0
+    back = run([root], tables=tables, document_format="columns")
+    assert back.files_ok == 2 and back.texts_embedded == 12
+    assert {r[6] for r in index_state(settings.database_url) if r[2] == "tickets"} == {
+        f"subject: Ticket 0-{i} | body: {t[2]}" for i, t in enumerate(tickets_for(0))
+    }

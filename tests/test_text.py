@@ -41,6 +41,37 @@ def test_row_document_template() -> None:
     assert row_document(table((), template="{a} {b"), Row("3", {"a": 1})) == "{a} {b"  # broken braces
 
 
+@pytest.mark.parametrize(
+    ("fmt", "want"),
+    [
+        ("table-columns", "Album | Title: Let There Be Rock | Artist: AC/DC"),
+        ("columns", "Title: Let There Be Rock | Artist: AC/DC"),
+        ("values", "Let There Be Rock | AC/DC"),
+    ],
+)
+def test_row_document_formats(fmt: str, want: str) -> None:
+    t = table(("Title", "Artist", "Notes"))
+    row = Row("1", {"Title": " Let There Be Rock ", "Artist": "AC/DC", "Notes": "\u200b"})  # blank: left out
+    assert row_document(t, row, fmt) == want
+    assert row_document(t, Row("2", {"Title": None, "Artist": " ", "Notes": ""}), fmt) is None
+    # A table's template wins over every format.
+    templated = table(("Title",), template="{Title} by {Artist}")
+    assert row_document(templated, row, fmt) == "Let There Be Rock by AC/DC"
+
+
+def test_row_document_values_keeps_one_value_and_japanese() -> None:
+    t = table(("件名", "本文"), name="問い合わせ")
+    row = Row("1", {"件名": None, "本文": "炊飯器が動かない"})
+    assert row_document(t, row, "values") == "炊飯器が動かない"
+    assert row_document(t, row, "columns") == "本文: 炊飯器が動かない"
+    assert row_document(t, row) == "問い合わせ | 本文: 炊飯器が動かない"  # the default: table-columns
+
+
+def test_row_document_unknown_format_is_named() -> None:
+    with pytest.raises(ValueError, match="'labels'"):
+        row_document(table(("Title",)), Row("1", {"Title": "x"}), "labels")
+
+
 # --- chunking ---------------------------------------------------------------------------------
 class WordTokenizer:
     """One token per word or punctuation mark; counts its own calls."""

@@ -49,7 +49,19 @@ def get_settings(settings: Settings | None = None, **overrides: Any) -> Settings
     if settings is None:
         return load_settings(**overrides)
     if overrides:
-        return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        # Checked like flags: model_copy(update=...) alone would skip the validators.
+        from pydantic import ValidationError
+
+        from dbembed.errors import ConfigError
+
+        copy = settings.model_copy()
+        try:
+            for key, value in overrides.items():
+                if value is not None:
+                    setattr(copy, key, value)
+        except (ValidationError, ValueError) as exc:
+            raise ConfigError(f"invalid settings: {exc}") from exc
+        return copy
     return settings
 
 

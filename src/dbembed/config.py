@@ -20,6 +20,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from dbembed.errors import ConfigError
 
 DEFAULT_MODEL = "local:all-MiniLM-L6-v2"
+# How a row's text columns become its document (dbembed.text.document): table + column labels,
+# column labels only, or the values alone.
+DOCUMENT_FORMATS = ("table-columns", "columns", "values")
 
 
 class TableOverride(BaseModel):
@@ -84,6 +87,7 @@ class Settings(BaseSettings):
     tables: dict[str, TableOverride] = Field(default_factory=dict)
 
     # --- text --------------------------------------------------------------------
+    document_format: str = "table-columns"  # one of DOCUMENT_FORMATS; a table's template wins
     chunk_overlap: int = 32  # tokens shared by consecutive chunks of one row
     max_chunk_tokens: int | None = None  # default: the model's own limit
 
@@ -148,6 +152,14 @@ class Settings(BaseSettings):
     def _check_search_mode(cls, v: str) -> str:
         if v not in ("hybrid", "vector", "lexical"):
             raise ValueError("search_mode must be 'hybrid', 'vector' or 'lexical'")
+        return v
+
+    @field_validator("document_format")
+    @classmethod
+    def _check_document_format(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in DOCUMENT_FORMATS:
+            raise ValueError(f"document_format must be one of {', '.join(DOCUMENT_FORMATS)}")
         return v
 
     @field_validator("vector_type")

@@ -51,6 +51,14 @@ def run_cmd(
         list[str] | None, typer.Option("--exclude", help="Glob of files to skip (repeatable).")
     ] = None,
     views: Annotated[bool | None, typer.Option("--views/--no-views", help="Index views too.")] = None,
+    document_format: Annotated[
+        str | None,
+        typer.Option(
+            "--document-format",
+            help="How a row becomes text: table-columns (Album | Title: ...), columns (Title: ...) or "
+            "values; a [tables] template wins. A change re-documents rows on the next run.",
+        ),
+    ] = None,
     verify: Annotated[
         bool | None, typer.Option("--verify", help="Confirm unchanged files by content hash.")
     ] = None,
@@ -107,6 +115,7 @@ def run_cmd(
         include=include or None,
         exclude=exclude or None,
         include_views=views,
+        document_format=document_format,
         verify=verify,
         sidecar=sidecar,
         keep_missing=keep_missing,

@@ -164,13 +164,16 @@ def row_hash(salt: str, table: str, document: str) -> bytes:
 
 def read_fingerprint(settings: Settings) -> str:
     """What, besides the file itself, decides a file's documents and chunks.  Stored per file;
-    a run with other values (``--views``, ``[tables]`` overrides, chunk sizes) re-reads the file."""
-    data = {
+    a run with other values (``--views``, ``[tables]`` overrides, chunk sizes, the document format)
+    re-reads the file."""
+    data: dict[str, Any] = {
         "include_views": settings.include_views,
         "tables": {k: v.model_dump(mode="json") for k, v in sorted(settings.tables.items())},
         "chunk_overlap": settings.chunk_overlap,
         "max_chunk_tokens": settings.max_chunk_tokens,
     }
+    if settings.document_format != "table-columns":  # absent = the format every file was read with before
+        data["document_format"] = settings.document_format
     return hashlib.blake2b(json.dumps(data, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
@@ -274,7 +277,7 @@ class FileIndexer:
             t1 = time.perf_counter()
             state.t_read += t1 - t0
             try:
-                doc = row_document(table, row)
+                doc = row_document(table, row, self.settings.document_format)
                 if doc is None:
                     continue
                 key = (table.name, row.key)

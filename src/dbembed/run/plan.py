@@ -110,7 +110,7 @@ class Planner:
             for table in src.tables():
                 for row in src.rows(table):
                     n["rows"] += 1
-                    doc = row_document(table, row)
+                    doc = row_document(table, row, self.settings.document_format)
                     if doc is None:
                         continue
                     rh = row_hash(self.salt, table.name, doc)

@@ -1,10 +1,15 @@
 """Turn one row into the text that gets embedded.
 
-The default document names the table and each text column
-(``Album | Title: Let There Be Rock | Artist: AC/DC``): column names carry
-meaning that the values alone lack ("Title" vs "Composer"), and the table name
-lets one index serve several tables.  A per-table template from the config
-replaces this layout entirely.  Every value first crosses the text-hygiene
+The document format (setting ``document_format``) decides the layout of a row's
+text columns:
+
+- ``table-columns``: ``Album | Title: Let There Be Rock | Artist: AC/DC``
+- ``columns``: ``Title: Let There Be Rock | Artist: AC/DC``
+- ``values``: ``Let There Be Rock | AC/DC``
+
+Labels cost model time on every row; benchmarks/results/2026-11-30-vm-2cpu-formats.md
+measures what each format buys in search quality.  A per-table template from the
+config replaces the layout entirely, whatever the format.  Every value first crosses the text-hygiene
 boundary (``dbembed.text.hygiene``: NUL/controls and invisible format characters
 removed, lone surrogates replaced, NFKC); a value left with no visible character
 counts as NULL.  Whitespace is then tidied only lightly (runs of spaces/tabs,
@@ -17,6 +22,7 @@ import re
 from string import Formatter
 from typing import Any
 
+from dbembed.config import DOCUMENT_FORMATS
 from dbembed.read import Row, TableInfo
 from dbembed.read.introspect import template_fields
 from dbembed.text.hygiene import clean_text, is_blank
@@ -25,6 +31,7 @@ _HSPACE = re.compile(r"[ \t\f\v\u00a0]+")  # not U+3000: the ideographic space i
 _TRAILING = re.compile(r"[ \t]+\n")
 _BLANK_LINES = re.compile(r"\n{3,}")
 SEPARATOR = " | "
+DEFAULT_DOCUMENT_FORMAT = "table-columns"
 
 
 def normalize_ws(text: str) -> str:
@@ -104,19 +111,26 @@ def render_template(template: str, values: dict[str, Any]) -> str:
         return template
 
 
-def row_document(table: TableInfo, row: Row) -> str | None:
-    """The text to embed for ``row``, or None when the row has no text at all."""
+def row_document(table: TableInfo, row: Row, document_format: str = DEFAULT_DOCUMENT_FORMAT) -> str | None:
+    """The text to embed for ``row``, or None when the row has no text at all.
+
+    ``document_format`` is one of ``DOCUMENT_FORMATS`` (see the module docstring); a table's
+    template wins over it.  Raises ``ValueError`` for an unknown format."""
     if table.template:
         fields = template_fields(table.template)
         if fields and not any(value_text(row.values.get(_casefold_key(row.values, f))) for f in fields):
             return None  # "{Title} by {Artist}" with no title and no artist is not a document
         text = normalize_ws(clean_text(render_template(table.template, clean_values(row.values))))
         return None if is_blank(text) else text
+    if document_format not in DOCUMENT_FORMATS:
+        raise ValueError(f"unknown document format {document_format!r} (one of {', '.join(DOCUMENT_FORMATS)})")
+    labelled = document_format != "values"
     parts = []
     for col in table.text_columns:
         text = value_text(row.values.get(col))
         if text:
-            parts.append(f"{clean_text(col)}: {text}")
+            parts.append(f"{clean_text(col)}: {text}" if labelled else text)
     if not parts:
         return None
-    return clean_text(table.name) + SEPARATOR + SEPARATOR.join(parts)
+    body = SEPARATOR.join(parts)
+    return clean_text(table.name) + SEPARATOR + body if document_format == "table-columns" else body
