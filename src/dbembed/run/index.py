@@ -208,19 +208,14 @@ def index(
     and the database checked out, so a typo or an unreachable server fails in a moment."""
     from dbembed.embed.registry import get_provider
     from dbembed.run.worker import make_owner
-    from dbembed.store.connection import connect
+    from dbembed.store.connection import open_connection
     from dbembed.store.dataapi import require_direct
-    from dbembed.store.migrate import migrate
 
     require_direct(settings, "indexing (dbembed run)")
     started = time.perf_counter()
     root_list = normalize_roots(roots)
-    conn = connect(settings)
+    conn = open_connection(settings)
     try:
-        migrate(conn)
-        from dbembed.store.connection import try_register_vector
-
-        try_register_vector(conn)
         # The model is loaded only when there is work: a rerun over an unchanged tree costs a stat per
         # file and a few queries.  An existing collection of the same model id is found without it.
         coll = _existing_collection(conn, settings)

@@ -159,10 +159,10 @@ def worker_loop(
     from dbembed.run.embedder import CachingEmbedder
     from dbembed.run.pipeline import FileIndexer
     from dbembed.store.collections import check_compatible, require_collection
-    from dbembed.store.connection import connect
+    from dbembed.store.connection import open_connection
 
     provider = provider or get_provider(settings)
-    conn = connect(settings)
+    conn = open_connection(settings)
     if not settings.synchronous_commit:
         # A file's commit need not wait for its WAL flush: a database crash may lose the last moments of
         # commits, atomically (chunks and the file's status together), and the next run redoes those files.

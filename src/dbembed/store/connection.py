@@ -1,9 +1,11 @@
 """Where the index lives: the embedded PostgreSQL server, or any server by URL.
 
+``open_connection(settings)`` is the one entry point the layers above use: a ready
+connection (connected, migrated once per process per database, pgvector's types
+registered); ``open_pool(settings)`` is its pool variant for the HTTP server.
 ``conninfo(settings)`` resolves the connection string (URL, or the embedded
-server under the user's data dir, started on demand).  ``connect(settings)``
-opens a psycopg connection with pgvector's types registered.  Both paths run
-the same code after that: only the server differs.
+server under the user's data dir, started on demand); ``connect(settings)``
+only opens a connection.  Both servers run the same code after that.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from dbembed.errors import DatabaseUnavailable, mask_url
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg_pool import ConnectionPool
 
     from dbembed.config import Settings
 
 log = logging.getLogger(__name__)
 _embedded_lock = threading.Lock()
 _embedded_servers: dict[Path, Any] = {}
+_migrated: set[str] = set()  # databases this process has migrated (see open_connection)
+_migrate_lock = threading.Lock()  # one migration at a time per process; others wait, then skip it
 
 MIN_PGVECTOR = (0, 7, 0)
 
@@ -135,9 +140,90 @@ def try_register_vector(conn: psycopg.Connection) -> bool:
         return False
 
 
+def database_key(conn: Any, settings: Settings) -> str:
+    """Which database ``conn`` is on: ``host:port/dbname``, or the ``rds-data://`` URL."""
+    if getattr(conn, "is_data_api", False):
+        return str(settings.database_url)
+    return f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
+
+
+def ensure_migrated(conn: Any, settings: Settings) -> bool:
+    """Apply pending migrations unless this process already did on this database; True if it ran them.
+
+    Thread-safe: concurrent callers wait for the first one's migration, then skip it."""
+    from dbembed.store.migrate import migrate  # here: migrate imports this module
+
+    key = database_key(conn, settings)
+    if key in _migrated:
+        return False
+    with _migrate_lock:
+        if key in _migrated:
+            return False
+        migrate(conn)
+        _migrated.add(key)
+    return True
+
+
+def forget_migrated() -> None:
+    """Make the next ``open_connection`` migrate again (for a database dropped and recreated under
+    the same name, or a schema changed behind this process's back)."""
+    with _migrate_lock:
+        _migrated.clear()
+
+
+def open_connection(settings: Settings, *, autocommit: bool = True) -> psycopg.Connection:
+    """A ready connection: connected, migrations applied (once per process per database) and
+    pgvector's types registered.  The caller closes it (or uses ``connection(settings)``).
+
+    With an ``rds-data://`` database_url this is a ``DataApiConnection`` (autocommit only; vectors
+    travel as text).  Raises ``DatabaseUnavailable`` when the server cannot be reached or pgvector
+    is missing or too old.  A psycopg connection must not be shared between threads; open one per
+    thread, or use ``open_pool``."""
+    conn = connect(settings, autocommit=autocommit, register_vector=False)
+    try:
+        ensure_migrated(conn, settings)
+        try_register_vector(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def open_pool(settings: Settings, *, max_size: int | None = None) -> ConnectionPool:
+    """A psycopg connection pool of ready connections (autocommit, pgvector types registered on each)
+    for a multi-threaded server; migrations are applied first, once per process per database.
+
+    ``max_size`` defaults to ``settings.api_db_pool_size``.  The pool is thread-safe; each
+    connection taken from it belongs to one thread until given back.  Close it when done.
+    Raises ``UsageError`` for an ``rds-data://`` URL (the Data API has no connections to pool) and
+    ``DatabaseUnavailable`` when the server cannot be reached."""
+    from psycopg_pool import ConnectionPool
+
+    open_connection(settings).close()  # migrate first; a clear DatabaseUnavailable message if down
+    pool = ConnectionPool(
+        conninfo(settings),
+        min_size=1,
+        max_size=max(1, max_size or settings.api_db_pool_size),
+        kwargs={"autocommit": True, **_connect_kwargs(settings)},
+        configure=_configure_pooled,
+        open=False,
+    )
+    try:
+        pool.open(wait=True, timeout=settings.db_connect_timeout_s)
+    except Exception as exc:  # noqa: BLE001 - PoolTimeout and friends
+        pool.close()
+        raise DatabaseUnavailable(f"cannot open the database pool: {exc}") from exc
+    return pool
+
+
+def _configure_pooled(conn: psycopg.Connection) -> None:
+    try_register_vector(conn)
+
+
 @contextlib.contextmanager
 def connection(settings: Settings, **kwargs: Any) -> Iterator[psycopg.Connection]:
-    conn = connect(settings, **kwargs)
+    """``open_connection`` as a context manager: the connection is closed afterwards."""
+    conn = open_connection(settings, **kwargs)
     try:
         yield conn
     finally:
