@@ -5,7 +5,7 @@
 1. Memory search: ``--memories`` random L2-normalized 384-dimensional vectors (the
    all-MiniLM-L6-v2 space) spread evenly over ``--users`` users, loaded by binary COPY
    (random vectors, not embedded text: they measure the database, not the model).
-   Per-user top-10 searches run through ``dbembed.chat.memory.search`` exactly as the
+   Per-user top-10 searches run through ``dbembed.store.chat_memory.search`` exactly as the
    API runs them (role dbembed_app, RLS, iterative HNSW scan), first with the HNSW
    index, then without it; p50/p95 and the ratio are printed, with the plan chosen and
    the recall of the indexed search against the exact one.
@@ -48,11 +48,11 @@ def bench_search(url: str, n: int, users: int, queries: int, settings: object) -
     import psycopg
     from pgvector import HalfVector
 
-    from dbembed.chat.memory import search
-    from dbembed.chat.scope import Actor, scoped
-    from dbembed.chat.spaces import memory_table
+    from dbembed.store.chat_memory import search
     from dbembed.store.connection import try_register_vector
+    from dbembed.store.memory_spaces import memory_table
     from dbembed.store.migrate import migrate
+    from dbembed.store.scope import Actor, scoped
 
     conn = psycopg.connect(url, autocommit=True)
     migrate(conn)

@@ -45,9 +45,9 @@ def pct(values: list[float], q: float) -> float:
 def _seed(url: str, memories: int, users: int) -> Any:
     import psycopg
 
-    from dbembed.chat.spaces import memory_table
     from dbembed.config import load_settings
     from dbembed.store.connection import connect
+    from dbembed.store.memory_spaces import memory_table
     from dbembed.store.migrate import migrate
 
     settings = load_settings(database_url=url)
@@ -73,9 +73,10 @@ def _seed(url: str, memories: int, users: int) -> Any:
 
 
 def _measure(conn: Any, settings: Any, mt: Any, n: int, users: int, label: str) -> dict[str, Any]:
-    from dbembed.chat import history, memory
-    from dbembed.chat.scope import Actor, scoped
-    from dbembed.chat.tables import native_history
+    from dbembed.store import chat_history as history
+    from dbembed.store import chat_memory as memory
+    from dbembed.store.chat_tables import native_history
+    from dbembed.store.scope import Actor, scoped
 
     rng = np.random.default_rng(11)
     h = native_history()

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from dbembed.chat import Actor
-from dbembed.chat.scope import scoped
+from dbembed.store.scope import scoped
 from tests.test_api import ApiEnv, api_env  # noqa: F401 - fixture
 
 SECRET = "bob's bank PIN is 4711 and his theme is classified"

@@ -73,7 +73,7 @@ def test_doc003_tables_history_memory_search_delete(settings, database_url, mini
         meta = store.conn.execute(
             "SELECT metadata FROM st_chat_history_vector_table WHERE metadata->>'turn' = '1'"
         ).fetchone()[0]
-        assert meta["kind"] == "turn" and meta["model"] == minilm.model_id and len(meta["hash"]) == 64
+        assert meta["kind"] == "turn" and meta["model"] == minilm.model_id and len(meta["hash"]) == 32
 
         turns = store.list_turns(u1, 4).items
         assert [(t.turn_no, t.user_input) for t in turns] == [(1, "And how long does it take?"),

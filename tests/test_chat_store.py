@@ -130,3 +130,42 @@ def test_collection_mismatch_refuses_to_mix_vector_spaces(store, settings) -> No
             other.sync()
         with pytest.raises(CollectionMismatch):
             other.search(ALICE, "hi")
+
+
+def test_sync_reuses_a_vector_the_file_index_already_holds(settings, minilm) -> None:  # noqa: ANN001
+    """One embedding cache per vector space: a memory text that a file-index collection of the same
+    model already embedded takes that stored vector; the provider is not called for it."""
+    from dbembed.chat.summarize import turn_text
+    from dbembed.store.chunks import ChunkRecord, copy_chunks
+    from dbembed.store.collections import default_collection_name, ensure_collection
+    from dbembed.store.embedding_cache import content_hash
+
+    text = turn_text("What is the capital of Peru?", "Lima.")
+    with open_store(settings) as store:
+        store._provider = minilm
+        conn = store.conn
+        dims = minilm.dimensions
+        coll = ensure_collection(
+            conn, default_collection_name(minilm.model_id, dims), minilm.model_id, dims, store.settings
+        )
+        (source_id,) = conn.execute(
+            "INSERT INTO dbembed.sources (collection_id, path) VALUES (%s, '/data/faq.db') RETURNING id",
+            (coll.id,),
+        ).fetchone()
+        chunk = ChunkRecord("faq", "1", 0, bytes(16), content_hash(text), text)
+        with conn.transaction():
+            copy_chunks(conn, coll, source_id, [chunk], minilm.embed_documents([text]))
+        store.add_turn(ALICE, 1, "What is the capital of Peru?", "Lima.")
+        store.add_turn(ALICE, 2, "Which river runs through Cairo?", "The Nile.")
+
+        before = minilm.usage.texts
+        res = store.sync()
+        assert (res.memories_written, res.embedded, res.reused) == (2, 1, 1)
+        assert minilm.usage.texts - before == 1  # only the text the index did not hold
+        space = store._memory(create=False)
+        same = conn.execute(
+            f"SELECT m.embedding::vector = c.embedding::vector FROM {space.table.as_string(conn)} m, "
+            f"{coll.table} c WHERE m.chat_id = 1"
+        ).fetchone()[0]
+        assert same  # the index's vector, not a fresh one
+        assert store.search(ALICE, "capital of Peru", k=1)[0].chat_id == 1

@@ -30,7 +30,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from dbembed.api.keys import verify_token
 from dbembed.api.state import AppState
-from dbembed.chat.scope import Actor, InvalidInput
+from dbembed.store.scope import Actor, InvalidInput
 
 USER_HEADER = "X-Dbembed-User"
 _VISIBLE_ASCII = re.compile(r"[\x20-\x7e]*")

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dbembed.chat.scope import clean_input, normalize_id
 from dbembed.errors import NotFound
+from dbembed.store.scope import clean_input, normalize_id
 
 if TYPE_CHECKING:
     import psycopg

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from dbembed.api.auth import principal, state
-from dbembed.chat.history import decode_cursor, encode_cursor
-from dbembed.chat.scope import InvalidInput, check_text
 from dbembed.run.index import abandoned_after_s
+from dbembed.store.chat_history import decode_cursor, encode_cursor
 from dbembed.store.runs import page_runs
+from dbembed.store.scope import InvalidInput, check_text
 
 router = APIRouter(prefix="/v1", tags=["files"], dependencies=[Depends(principal)])
 

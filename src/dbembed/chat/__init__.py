@@ -17,11 +17,11 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from dbembed.chat.history import ChatInfo, Conflict, Page, Turn
-from dbembed.chat.memory import MemoryHit
-from dbembed.chat.scope import AccessDenied, Actor, InvalidInput
 from dbembed.chat.store import ChatStore
 from dbembed.chat.sync import SyncResult
+from dbembed.store.chat_history import ChatInfo, Conflict, Page, Turn
+from dbembed.store.chat_memory import MemoryHit
+from dbembed.store.scope import AccessDenied, Actor, InvalidInput
 
 if TYPE_CHECKING:
     from dbembed.config import Settings

@@ -2,7 +2,9 @@
 
 It binds a connection, the settings, the tables (native or mapped) and, lazily, the
 embedding provider, and it applies the limits (page size, k, text length) so that
-every surface enforces the same ones.  Per-user operations run in ``scope.scoped``:
+every surface enforces the same ones; the SQL is in ``dbembed.store`` (``chat_history``,
+``chat_memory``, ``memory_spaces``, ``chat_sync``).  Per-user operations run in
+``dbembed.store.scope.scoped``:
 with ``rls=True`` (the API) as the non-superuser role ``dbembed_app`` under
 row-level security.  Batch jobs (sync, retention) run as the connecting role.
 """
@@ -10,22 +12,29 @@ row-level security.  Batch jobs (sync, retention) run as the connecting role.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from dbembed.chat import history, memory
-from dbembed.chat.scope import AccessDenied, Actor, InvalidInput, check_chat_id, clean_input, scoped
-from dbembed.chat.spaces import all_memory_tables, memory_table
 from dbembed.chat.sync import SyncResult, sync_memory
-from dbembed.chat.tables import MemoryTable, mapped_history, mapping_from_settings, native_history
+from dbembed.store import chat_history as history
+from dbembed.store import chat_memory as memory
+from dbembed.store.chat_tables import MemoryTable, mapped_history, mapping_from_settings, native_history
+from dbembed.store.memory_spaces import all_memory_tables, memory_table
+from dbembed.store.scope import (
+    MAX_THEME_CHARS,
+    AccessDenied,
+    Actor,
+    InvalidInput,
+    check_chat_id,
+    clean_input,
+    scoped,
+)
 
 if TYPE_CHECKING:
     import psycopg
 
     from dbembed.config import Settings
     from dbembed.embed.base import EmbeddingProvider
-
-from dbembed.chat.scope import MAX_THEME_CHARS
 
 # A cache dict is shared by the ChatStores of all request threads (api.state.AppState.cache):
 # the provider is loaded once, under this lock, not once per thread that races to it.
@@ -233,15 +242,8 @@ class ChatStore:
             deleted += n
         turns = 0
         if include_history:
-            from datetime import timedelta
-
-            from psycopg import sql
-
             cutoff = datetime.now(UTC) - timedelta(days=days)
-            h = self.history
-            turns = self.conn.execute(
-                sql.SQL("DELETE FROM {} t WHERE {} < %s").format(h.table, h.col("created")), (cutoff,)
-            ).rowcount
+            turns = history.delete_turns_before(self.conn, self.history, cutoff)
         return {"memories_deleted": deleted, "turns_deleted": turns, "cutoff": cutoff}
 
 

@@ -94,13 +94,23 @@ def require_collection(conn: psycopg.Connection, name: str) -> Collection:
     return coll
 
 
-def check_compatible(coll: Collection, model: str, dimensions: int) -> None:
-    if coll.model != model or coll.dimensions != dimensions:
+def check_same_space(
+    where: str, existing_model: str, existing_dims: int, model: str, dimensions: int
+) -> None:
+    """Refuse vectors of ``model`` in a vector space (a collection or a memory space) that holds
+    another model's or another dimension's (``existing_model`` empty: unrecorded, dimensions
+    decide).  Raises ``CollectionMismatch`` naming ``where``."""
+    if existing_dims != dimensions or (existing_model and existing_model != model):
         raise CollectionMismatch(
-            f"collection {coll.name!r} holds vectors of {coll.model} ({coll.dimensions} dims), but this "
-            f"run uses {model} ({dimensions} dims); vectors of different models must not mix. "
-            f"Use --collection NAME for a separate index, or --model {coll.model}."
+            f"{where} holds vectors of {existing_model or 'an unrecorded model'} ({existing_dims} dimensions), "
+            f"but the configured model is {model} ({dimensions} dimensions); vectors of different models "
+            f"must not mix. Use --collection NAME for a separate one"
+            + (f", or --model {existing_model}." if existing_model else ".")
         )
+
+
+def check_compatible(coll: Collection, model: str, dimensions: int) -> None:
+    check_same_space(f"collection {coll.name!r}", coll.model, coll.dimensions, model, dimensions)
 
 
 def ensure_collection(

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from dbembed.chat.scope import Actor, InvalidInput
-from dbembed.chat.tables import HistoryTable
 from dbembed.errors import UsageError
+from dbembed.store.chat_tables import HistoryTable
+from dbembed.store.scope import Actor, InvalidInput
 
 if TYPE_CHECKING:
     pass
@@ -253,3 +253,11 @@ def delete_history(
         params,
     )
     return cur.rowcount
+
+
+def delete_turns_before(conn: psycopg.Connection, h: HistoryTable, cutoff: datetime) -> int:
+    """Retention over every user's history (a batch job, no actor): delete turns created
+    before ``cutoff``; returns the number deleted."""
+    return conn.execute(
+        sql.SQL("DELETE FROM {} t WHERE {} < %s").format(h.table, h.col("created")), (cutoff,)
+    ).rowcount

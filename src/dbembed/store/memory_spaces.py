@@ -11,13 +11,12 @@ metadata are checked the same way.
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from dbembed.chat.tables import NATIVE_MEMORY, MemoryTable, mapped_memory, mapping_from_settings
-from dbembed.errors import CollectionMismatch
+from dbembed.store.chat_tables import NATIVE_MEMORY, MemoryTable, mapped_memory, mapping_from_settings
+from dbembed.store.collections import check_same_space, default_collection_name
 
 if TYPE_CHECKING:
     import psycopg
@@ -28,13 +27,9 @@ _SPACE_LOCK = 0x63_68_61_74  # "chat"
 
 
 def space_name(settings: Settings, model_id: str, dimensions: int) -> str:
-    """``settings.collection`` if set, else a slug of the model plus its dimension."""
-    if settings.collection:
-        return settings.collection
-    name = model_id.split(":", 1)[1] if ":" in model_id else model_id
-    name = name.rstrip("/").split("/")[-1] or name
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "default"
-    return f"{slug}-{dimensions}"
+    """``settings.collection`` if set, else the model's collection slug plus its dimension
+    (``all-minilm-l6-v2-384``): the file index's naming of vector spaces."""
+    return settings.collection or default_collection_name(model_id, dimensions)
 
 
 def _native(row: tuple[Any, ...]) -> MemoryTable:
@@ -51,15 +46,6 @@ def _native(row: tuple[Any, ...]) -> MemoryTable:
     )
 
 
-def _check(existing_model: str, existing_dims: int, model_id: str, dims: int, where: str) -> None:
-    if existing_dims != dims or (existing_model and existing_model != model_id):
-        raise CollectionMismatch(
-            f"{where} holds vectors of {existing_model or 'an unrecorded model'} ({existing_dims} dimensions); "
-            f"the configured model is {model_id} ({dims} dimensions). Vector spaces never mix: "
-            "use the same model, or another collection name (--collection)."
-        )
-
-
 def memory_table(
     conn: psycopg.Connection, settings: Settings, model_id: str, dims: int, *, create: bool
 ) -> MemoryTable | None:
@@ -68,7 +54,7 @@ def memory_table(
     if mapping is not None:
         table = mapped_memory(conn, mapping)
         where = f"memory table {mapping['memory_table']}"
-        _check(table.model, table.dimensions, model_id, dims, where)
+        check_same_space(where, table.model, table.dimensions, model_id, dims)
         other = conn.execute(
             sql.SQL("SELECT {meta} ->> 'model' FROM {t} WHERE {meta} ->> 'model' <> %s LIMIT 1").format(
                 meta=table.raw("metadata"), t=table.table
@@ -76,21 +62,21 @@ def memory_table(
             (model_id,),
         ).fetchone()
         if other:
-            _check(str(other[0]), table.dimensions, model_id, dims, where)
+            check_same_space(where, str(other[0]), table.dimensions, model_id, dims)
         # The mapped table is registered as a space too (dbembed's schema, not the team's
         # tables): it records the model and holds the retention horizon.
         row = _space_row(
             conn, settings, f"mapped:{mapping['memory_table']}", model_id, dims, create, mapped=True
         )
         if row is not None:
-            _check(str(row[1]), int(row[2]), model_id, dims, where)
+            check_same_space(where, str(row[1]), int(row[2]), model_id, dims)
         sid = int(row[0]) if row is not None else None
         return dataclasses.replace(table, model=model_id, space_id=sid)
     name = space_name(settings, model_id, dims)
     row = _space_row(conn, settings, name, model_id, dims, create, mapped=False)
     if row is None:
         return None
-    _check(str(row[1]), int(row[2]), model_id, dims, f"memory space {name!r}")
+    check_same_space(f"memory space {name!r}", str(row[1]), int(row[2]), model_id, dims)
     return _native(row)
 
 
