@@ -35,8 +35,11 @@ def render_table(res: Results) -> str:
 
 def render_markdown(res: Results) -> str:
     out = ["# dbembed benchmark results", ""]
-    out += [f"- **{k}**: {v}" for k, v in res.facts.items() if not isinstance(v, dict)]
+    out += [f"- **{k}**: {v}" for k, v in res.facts.items() if not isinstance(v, dict) and "\n" not in str(v)]
     out += _markdown_tables(res)
+    for k, v in res.facts.items():
+        if "\n" in str(v):  # a section's verbatim output
+            out += ["", f"## {k}", "", "```", str(v), "```"]
     out += ["", "## Ratios", "", "| figure | measured | target | verdict | note |", "|---|---:|---:|---|---|"]
     for r in res.ratios:
         out.append(f"| {r.name} | {_fmt(r.value)} | {r.better}{r.target:g} | {r.verdict} | {r.note} |")

@@ -40,6 +40,7 @@ SECTIONS = (
     "quality",
     "formats",
     "memory",
+    "speed",
 )
 DEFAULT_COMPETITOR_PYTHON = "/tmp/venv-bench/bin/python"
 
@@ -87,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--keep", action="store_true", help="Keep the scratch directory.")
     ap.add_argument("--tag", help="Results file suffix: <date>-<machine>-<tag>.md (e.g. formats).")
+    sp = ap.add_argument_group("speed section")
+    sp.add_argument("--rounds", type=int, default=2, help="Rounds on the short-text file (medians).")
+    sp.add_argument("--big-rounds", type=int, default=1, help="Rounds on the tree and the small files.")
+    sp.add_argument("--short-rows", type=int, default=3500)
+    sp.add_argument("--tree", default="500x40", help="FILESxROWS of the generated tree.")
+    sp.add_argument("--small-files", type=int, default=20000, help="One-row files (0: skip).")
     args = ap.parse_args(argv)
     global _REPORT
     tag = ("-long" if args.long else "") + (f"-{args.tag}" if args.tag else "")
@@ -105,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     res.facts.update(
         mode="long" if long else "default", python=sys.version.split()[0], cpus=os.cpu_count(),
         machine=platform.platform(), data=f"{files} files x {rows} rows, dup-share 0, ja-share 0.3",
+        cpu=_cpu(),
     )  # fmt: skip
     print(f"scratch: {work}", flush=True)
     pg = PgServer(work)
@@ -172,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             # Document formats: tokens, model time and search quality of each.
             ffiles, frows = (8, 1500) if long else (8, 600)
             _guard(res, "formats", lambda: bench_formats.formats(res, work, pg, files=ffiles, rows=frows))
+        if "speed" in want:
+            _guard(res, "speed", lambda: _speed(res, work, pg, args))
         if "memory" in want:
             sizes = (0.1, 1.0) if long else (0.01, 0.1)
             _guard(res, "memory", lambda: dbe.peak_memory(res, work, pg, sizes))
@@ -185,6 +195,22 @@ def main(argv: list[str] | None = None) -> int:
     _write(res)
     print(f"\nwrote {_REPORT}")
     return 0
+
+
+def _cpu() -> str:
+    from dbembed.embed.backends import cpu_description
+
+    return cpu_description()
+
+
+def _speed(res: Results, work: Path, pg: PgServer, args: argparse.Namespace) -> None:
+    from benchmarks.bench_speed import speed
+
+    files, rows = (int(x) for x in args.tree.lower().split("x"))
+    speed(
+        res, work, pg, args.competitor_python, short_rows=args.short_rows, rounds=args.rounds,
+        big_rounds=args.big_rounds, tree=(files, rows), small_files=args.small_files,
+    )  # fmt: skip
 
 
 def _headline_ratios(res: Results) -> None:
