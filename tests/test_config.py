@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from dbembed.config import DEFAULT_MODEL, Settings, TableOverride, load_settings
+from dbembed.config import (
+    DEFAULT_MODEL,
+    FLAT,
+    SECTIONS,
+    SHARED,
+    Settings,
+    TableOverride,
+    env_values,
+    load_settings,
+)
+from dbembed.config.sections import ApiSettings, ChatSettings, EmbedSettings, StoreSettings
 from dbembed.errors import ConfigError
 
 
@@ -186,3 +196,215 @@ def test_unknown_document_format_is_named(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("DBEMBED_DOCUMENT_FORMAT", "table+columns")
     with pytest.raises(ConfigError, match="document_format"):
         load_settings()
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+# One valid non-default value per flat name: (TOML/kwarg value, env-var text, expected value).
+SAMPLES: dict[type, tuple[object, str, object]] = {
+    int: (7, "7", 7),
+    float: (2.5, "2.5", 2.5),
+    bool: (True, "true", True),
+    str: ("abc", "abc", "abc"),
+    Path: ("/tmp/x", "/tmp/x", Path("/tmp/x")),
+    list: (["*.a", "*.b"], '["*.a", "*.b"]', ["*.a", "*.b"]),
+}
+SPECIAL: dict[str, tuple[object, str, object]] = {
+    "vector_type": ("vector", "vector", "vector"),
+    "search_mode": ("lexical", "lexical", "lexical"),
+    "backend": ("openvino", "openvino", "openvino"),
+    "precision": ("bf16", "bf16", "bf16"),
+    "log_format": ("json", "json", "json"),
+    "document_format": ("columns", "Columns ", "columns"),
+    "chat_tables": ({"turns": "my_turns"}, '{"turns": "my_turns"}', {"turns": "my_turns"}),
+    "tables": ({"t": {"skip": True}}, '{"t": {"skip": true}}', {"t": TableOverride(skip=True)}),
+}
+
+
+def sample(flat: str) -> tuple[object, str, object]:
+    if flat in SPECIAL:
+        return SPECIAL[flat]
+    section, field = FLAT[flat][0]
+    annotation = SECTIONS[section].model_fields[field].annotation
+    for kind, value in SAMPLES.items():
+        if getattr(annotation, "__origin__", None) is kind:
+            return value
+    for kind, value in SAMPLES.items():
+        if kind is annotation or kind in getattr(annotation, "__args__", ()):
+            return value
+    raise AssertionError(f"no sample for {flat}: {annotation}")
+
+
+def in_sections(s: Settings, flat: str) -> list[object]:
+    return [getattr(getattr(s, section), field) for section, field in FLAT[flat]]
+
+
+def test_every_old_flat_setting_still_has_its_name() -> None:
+    """The 66 documented flat names, each mapped onto at least one section."""
+    documented = {
+        "database_url", "data_dir", "collection", "vector_type", "hnsw_m", "hnsw_ef_construction",
+        "hnsw_ef_search", "search_mode", "db_secret_id", "db_iam_auth", "db_sslmode", "db_sslrootcert",
+        "db_connect_timeout_s", "db_resume_wait_s", "aws_region", "aws_profile", "rds_data_endpoint_url",
+        "include", "exclude", "settle_s", "verify", "force", "s3_endpoint_url", "s3_cache_bytes",
+        "s3_metadata", "include_views", "busy_timeout_ms", "page_size", "snapshot_dir", "tables",
+        "document_format", "chunk_overlap", "max_chunk_tokens", "model", "dimensions", "batch_size", "device", "backend",
+        "precision", "concurrency", "max_retries", "request_timeout_s", "retry_backoff_s",
+        "retry_backoff_max_s", "bedrock_endpoint_url", "openai_base_url", "openai_api_key_env",
+        "query_prefix", "document_prefix", "workers", "embed_cache", "lease_s", "synchronous_commit",
+        "sidecar", "keep_missing", "log_format", "log_level", "emf", "metrics_namespace", "metrics_file",
+        "host", "port", "max_k", "max_page_size", "max_request_bytes", "max_text_chars", "chat_tables",
+        "chat_sync_batch", "chat_summarizer", "chat_summarizer_base_url", "chat_summarizer_api_key_env",
+        "chat_summary_max_chars", "api_db_pool_size",
+    }
+    assert set(FLAT) == documented
+    assert set(SECTIONS) == {"store", "sources", "text", "embed", "run", "api", "chat"}
+    assert FLAT["chat_tables"] == (("chat", "tables"),) and FLAT["api_db_pool_size"] == (("api", "db_pool_size"),)
+    assert FLAT["aws_region"] == (("store", "aws_region"), ("sources", "aws_region"), ("embed", "aws_region"))
+    assert set(SHARED) == {"aws_region", "aws_profile", "max_retries", "request_timeout_s", "data_dir",
+                           "max_k", "max_page_size", "max_text_chars"}
+
+
+@pytest.mark.parametrize("flat", sorted(FLAT))
+def test_flat_toml_key_lands_in_its_sections(flat: str, tmp_path: Path) -> None:
+    import tomllib
+
+    value, _, expected = sample(flat)
+    text = f"[dbembed]\n{flat} = {_toml(value)}\n"
+    assert tomllib.loads(text)["dbembed"][flat] is not None
+    s = load_settings(write(tmp_path / "c.toml", text))
+    assert in_sections(s, flat) == [expected] * len(FLAT[flat])
+    assert getattr(s, flat) == expected  # the old flat attribute still reads
+
+
+@pytest.mark.parametrize("flat", sorted(FLAT))
+def test_flat_env_var_lands_in_its_sections(flat: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, env, expected = sample(flat)
+    monkeypatch.setenv(f"DBEMBED_{flat.upper()}", env)
+    assert in_sections(load_settings(), flat) == [expected] * len(FLAT[flat])
+    assert in_sections(Settings(), flat) == [expected] * len(FLAT[flat])  # direct construction too
+    assert env_values() == {flat: env if flat not in ("include", "exclude", "tables", "chat_tables")
+                            else json_value(env)}
+
+
+@pytest.mark.parametrize("flat", sorted(FLAT))
+def test_flat_flag_and_attribute_assignment(flat: str) -> None:
+    value, _, expected = sample(flat)
+    assert in_sections(load_settings(**{flat: value}), flat) == [expected] * len(FLAT[flat])
+    s = Settings()
+    setattr(s, flat, value)
+    assert in_sections(s, flat) == [expected] * len(FLAT[flat])
+    copied = Settings().model_copy(update={flat: value})
+    assert in_sections(copied, flat) == [expected] * len(FLAT[flat])
+
+
+def json_value(text: str) -> object:
+    import json
+
+    return json.loads(text)
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "{" + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+SECTIONED = """
+workers = 2
+aws_region = "eu-west-1"
+
+[embed]
+batch_size = 16
+aws_region = "us-east-1"     # Bedrock elsewhere than the database
+
+[chat]
+tables = {turns = "my_turns"}
+sync_batch = 10
+
+[tables.audit_log]
+skip = true
+"""
+
+
+def test_sectioned_toml(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path / "c.toml", SECTIONED))
+    assert s.embed.batch_size == 16 and s.run.workers == 2
+    assert s.embed.aws_region == "us-east-1" and s.store.aws_region == s.sources.aws_region == "eu-west-1"
+    assert s.chat.tables == {"turns": "my_turns"} and s.chat_tables == {"turns": "my_turns"}
+    assert s.chat.sync_batch == 10 and s.sources.tables["audit_log"].skip is True
+    assert isinstance(s.embed, EmbedSettings) and isinstance(s.store, StoreSettings)
+
+
+def test_sectioned_keys_follow_the_same_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path / "c.toml", SECTIONED)
+    monkeypatch.setenv("DBEMBED_BATCH_SIZE", "32")
+    monkeypatch.setenv("DBEMBED_AWS_REGION", "ap-south-1")  # env beats even a sectioned file key
+    s = load_settings(path)
+    assert s.embed.batch_size == 32 and s.embed.aws_region == s.store.aws_region == "ap-south-1"
+    s = load_settings(path, batch_size=4, embed={"aws_region": "sa-east-1"})
+    assert s.embed.batch_size == 4 and s.embed.aws_region == "sa-east-1" and s.store.aws_region == "ap-south-1"
+    assert s.run.workers == 2 and s.chat.sync_batch == 10  # file values under all of it
+
+
+def test_sectioned_unknown_and_invalid_keys_are_named(tmp_path: Path) -> None:
+    for text, name in [
+        ("[embed]\nbach_size = 3\n", "embed.bach_size"),
+        ("[embed]\nchunk_overlap = 3\n", "embed.chunk_overlap"),  # a real key, but of [text]
+        ("[stor]\nhnsw_m = 3\n", "stor"),
+        ("embed = 3\n", "embed"),
+        ("[store]\nvector_type = \"float8\"\n", "vector_type"),
+        ("[run]\nworkers = \"many\"\n", "workers"),
+    ]:
+        path = write(tmp_path / "bad.toml", text)
+        with pytest.raises(ConfigError) as info:
+            load_settings(path)
+        assert name in str(info.value) and str(path) in str(info.value), (text, str(info.value))
+
+
+def test_constructors_and_copies_keep_sections_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBEMBED_BATCH_SIZE", "8")
+    a = Settings(embed=EmbedSettings(model="local:x"), api={"port": 9000}, workers=3)
+    assert a.embed.model == "local:x" and a.embed.batch_size == 8  # env fills what the section left unset
+    assert a.api.port == 9000 and a.port == 9000 and a.run.workers == 3
+    b = a.model_copy(update={"collection": "other", "chat": ChatSettings(sync_batch=1)})
+    b.workers = 5
+    b.api.port = 1
+    assert a.run.workers == 3 and a.api.port == 9000 and a.collection is None  # the original is untouched
+    assert b.store.collection == "other" and b.chat.sync_batch == 1
+    # A full dump round-trips (worker processes rebuild their settings this way), and a flat key
+    # written after the dump still wins.
+    data = a.model_dump(mode="json")
+    data["collection"] = "mine"
+    c = Settings(**data)
+    assert c.store.collection == "mine" and c.embed == a.embed and c.api == a.api
+    with pytest.raises(ConfigError, match="nonsense"):
+        Settings(nonsense=1)
+    with pytest.raises(ValueError, match="vector_type"):
+        a.vector_type = "float8"
+    assert isinstance(a.api, ApiSettings)
+
+
+def test_config_does_not_import_the_embed_layer() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, dbembed.config; print(sorted(m for m in sys.modules if m.startswith('dbembed.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "dbembed.embed" not in out and "dbembed.config.sections" in out
+
+
+def test_configuration_doc_lists_every_key_in_its_section() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    for section, model in SECTIONS.items():
+        body = doc.split(f"## `[{section}]`", 1)[1].split("\n## ", 1)[0]
+        for field in model.model_fields:
+            assert f"`{field}`" in body, (section, field)
+    for flat, targets in SHARED.items():
+        for section, _ in targets:
+            assert f"`{flat}`" in doc.split(f"## `[{section}]`", 1)[1].split("\n## ", 1)[0]

@@ -35,13 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dbembed.config import BACKENDS, PRECISIONS
 from dbembed.errors import ConfigError
 
 if TYPE_CHECKING:
     from dbembed.embed.base import EmbeddingProvider
 
-BACKENDS = ("auto", "torch", "openvino", "onnx")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 MIN_COSINE = 0.999
 TORCH_FREE_MARGIN = 1.15  # see pick()
 DECISION_VERSION = 2
