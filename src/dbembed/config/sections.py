@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 DEFAULT_MODEL = "local:all-MiniLM-L6-v2"
 # Local models' inference runtimes (docs/performance.md); dbembed.embed.backends uses these.
@@ -166,18 +166,12 @@ class EmbedSettings(Section):
     query_prefix: str | None = None
     document_prefix: str | None = None
 
-    @field_validator("backend")
+    @field_validator("backend", "precision")
     @classmethod
-    def _check_backend(cls, v: str) -> str:
-        if v not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}")
-        return v
-
-    @field_validator("precision")
-    @classmethod
-    def _check_precision(cls, v: str) -> str:
-        if v not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+    def _check_runtime(cls, v: str, info: ValidationInfo) -> str:
+        allowed = BACKENDS if info.field_name == "backend" else PRECISIONS
+        if v not in allowed:
+            raise ValueError(f"{info.field_name} must be one of {', '.join(allowed)}")
         return v
 
 
