@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dbembed.api.app import create_app
-from dbembed.api.keys import create_key, revoke_key
 from dbembed.chat import ChatStore, open_store
+from dbembed.store.api_keys import create_key, revoke_key
 
 
 @dataclass

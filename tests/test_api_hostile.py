@@ -19,7 +19,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from dbembed.api.app import create_app
-from dbembed.api.keys import create_key
+from dbembed.store.api_keys import create_key
 from tests.test_api import ApiEnv, api_env  # noqa: F401 - fixture
 
 DEEP = b"[" * 100_000 + b"]" * 100_000

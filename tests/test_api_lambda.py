@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from dbembed.api.keys import create_key
 from dbembed.chat import open_store
+from dbembed.store.api_keys import create_key
 
 
 def _event(method: str, path: str, token: str, body: Any = None, query: str = "") -> dict[str, Any]:

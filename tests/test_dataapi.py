@@ -146,7 +146,7 @@ def test_resuming_cluster_through_the_api_is_503_then_recovers(settings, dataapi
     from fastapi.testclient import TestClient
 
     from dbembed.api.app import create_app
-    from dbembed.api.keys import create_key
+    from dbembed.store.api_keys import create_key
 
     with open_store(settings) as owner:
         _, token = create_key(owner.conn, "t1", "carol")
@@ -248,7 +248,7 @@ def test_indexing_refuses_a_data_api_url_with_exit_2(settings, tmp_path, monkeyp
 
 def test_lambda_handler_over_the_data_api(settings, dataapi, minilm, monkeypatch) -> None:  # noqa: ANN001
     import dbembed.api.lambda_handler as lh
-    from dbembed.api.keys import create_key
+    from dbembed.store.api_keys import create_key
     from tests.test_api_lambda import _event
 
     with open_store(settings) as owner:

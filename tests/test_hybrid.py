@@ -218,7 +218,7 @@ def test_cli_and_http_modes(indexed: Any, minilm: Any) -> None:
     from fastapi.testclient import TestClient
 
     from dbembed.api.app import create_app
-    from dbembed.api.keys import create_key
+    from dbembed.store.api_keys import create_key
     from dbembed.store.connection import connect
 
     with connect(indexed) as conn:

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from dbembed.api.app import create_app
-from dbembed.api.keys import create_key
 from dbembed.chat import Actor, open_store
+from dbembed.store.api_keys import create_key
 from tests.helpers import PLANTED, make_db, tickets_for
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)

@@ -9,8 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbembed.api.keys import create_key
 from dbembed.chat import open_store
+from dbembed.store.api_keys import create_key
 from tests.helpers import PLANTED, make_db, tickets_for
 from tests.test_web import ARGS, CHROMIUM, server  # noqa: F401 - the fixture is used by name
 

@@ -36,6 +36,18 @@ class UsageError(DbembedError):
     http_status = 400
 
 
+class InvalidInput(UsageError):
+    """A parameter is malformed or out of range: an id, a text, a cursor (HTTP 400)."""
+
+    http_status = 400
+
+
+class AccessDenied(UsageError):
+    """The caller may not act for that user or tenant (HTTP 403)."""
+
+    http_status = 403
+
+
 class DatabaseUnavailable(DbembedError):
     """The store could not be reached or lacks what dbembed needs (e.g. pgvector)."""
 

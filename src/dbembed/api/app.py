@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dbembed.api import routes_chat, routes_files
 from dbembed.api.errors import RequestId, install_handlers
 from dbembed.api.state import AppState
+from dbembed.store.connection import ping
 
 if TYPE_CHECKING:
     from dbembed.config import Settings
@@ -127,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """200 when the database answers; 503 otherwise (for load balancers and Lambda checks)."""
         try:
             with st.connection() as conn:
-                conn.execute("SELECT 1")
+                ping(conn)
         except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
             return JSONResponse({"status": "unavailable", "error": str(exc).splitlines()[0]}, status_code=503)
         return JSONResponse({"status": "ok"})

@@ -16,7 +16,7 @@ HTTP header values are bytes that servers read as Latin-1: ``José`` travels as
 else is refused with 400 naming the header: raw non-ASCII bytes, control characters, a
 ``%`` not followed by two hex digits, percent-encoded bytes that are not UTF-8, the
 header given twice.  The decoded id is then normalised like every other id
-(``chat.scope.normalize_id``: NFKC), so the CLI, keys and the API agree on who is who.
+(``text.inputs.normalize_id``: NFKC), so the CLI, keys and the API agree on who is who.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, Header, HTTPException, Request
 
-from dbembed.api.keys import verify_token
 from dbembed.api.state import AppState
-from dbembed.store.scope import Actor, InvalidInput
+from dbembed.errors import InvalidInput
+from dbembed.store.api_keys import verify_token
+from dbembed.store.scope import Actor
 
 USER_HEADER = "X-Dbembed-User"
 _VISIBLE_ASCII = re.compile(r"[\x20-\x7e]*")

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from dbembed.api.auth import principal, state
+from dbembed.errors import InvalidInput
 from dbembed.run.index import abandoned_after_s
-from dbembed.store.chat_history import decode_cursor, encode_cursor
-from dbembed.store.runs import page_runs
-from dbembed.store.scope import InvalidInput, check_text
+from dbembed.store.runs import runs_page
+from dbembed.text.inputs import check_text
 
 router = APIRouter(prefix="/v1", tags=["files"], dependencies=[Depends(principal)])
 
@@ -129,8 +129,6 @@ def list_runs(
     st = state(request)
     if limit > st.settings.max_page_size:
         raise InvalidInput(f"limit must be between 1 and {st.settings.max_page_size}")
-    before = decode_cursor(cursor, 1)
     with st.connection() as conn:
-        items = page_runs(conn, limit + 1, int(before[0]) if before else None, abandoned_after_s(st.settings))
-    nxt = encode_cursor([items[limit - 1]["id"]]) if len(items) > limit else None
-    return {"items": items[:limit], "next_cursor": nxt}
+        page = runs_page(conn, limit, cursor, abandoned_after_s(st.settings))
+    return {"items": page.items, "next_cursor": page.next_cursor}

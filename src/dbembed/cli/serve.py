@@ -67,7 +67,7 @@ def create(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Create a key. The token is printed once; only its hash is stored."""
-    from dbembed.api.keys import create_key
+    from dbembed.store.api_keys import create_key
 
     conn = _conn(config, database_url, data_dir)
     try:
@@ -91,7 +91,7 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """List keys (ids, tenants, users, state); tokens cannot be shown again."""
-    from dbembed.api.keys import list_keys
+    from dbembed.store.api_keys import list_keys
 
     conn = _conn(config, database_url, data_dir)
     try:
@@ -114,7 +114,7 @@ def revoke(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Revoke a key by id; requests with it are refused from now on."""
-    from dbembed.api.keys import revoke_key
+    from dbembed.store.api_keys import revoke_key
 
     conn = _conn(config, database_url, data_dir)
     try:

@@ -7,8 +7,6 @@ keyset cursors (opaque strings), so a page is stable while turns are being added
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -18,6 +16,7 @@ from psycopg import sql
 
 from dbembed.errors import UsageError
 from dbembed.store.chat_tables import HistoryTable
+from dbembed.store.paging import decode_cursor, encode_cursor
 from dbembed.store.scope import Actor, InvalidInput
 
 if TYPE_CHECKING:
@@ -64,35 +63,6 @@ class Page:
 
     def as_dict(self) -> dict[str, Any]:
         return {"items": [i.as_dict() for i in self.items], "next_cursor": self.next_cursor}
-
-
-def encode_cursor(values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None, n: int, kinds: str | None = None) -> list[Any] | None:
-    """The values of a cursor made by ``encode_cursor``; ``None`` for no cursor.
-
-    ``kinds`` has one letter per value: ``i`` an integer in PostgreSQL's bigint range
-    (the default for every value), ``t`` an ISO 8601 timestamp.  A cursor a client made
-    up or altered is ``InvalidInput`` (400), never a database error.
-    """
-    if not cursor:
-        return None
-    try:
-        if len(cursor) > 200:
-            raise ValueError
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(values, list) or len(values) != n:
-            raise ValueError
-        for kind, value in zip(kinds or "i" * n, values, strict=True):
-            if kind == "i" and (type(value) is not int or not -(2**63) <= value < 2**63):
-                raise ValueError
-            if kind == "t" and (not isinstance(value, str) or datetime.fromisoformat(value).tzinfo is None):
-                raise ValueError
-        return values
-    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidInput("invalid cursor (pass back the next_cursor of the previous page)") from exc
 
 
 def _who(h: HistoryTable, actor: Actor) -> tuple[sql.Composable, dict[str, Any]]:

@@ -236,3 +236,8 @@ def parse_version(text: str) -> tuple[int, ...]:
         digits = "".join(ch for ch in piece if ch.isdigit())
         parts.append(int(digits) if digits else 0)
     return tuple(parts)
+
+
+def ping(conn: psycopg.Connection) -> None:
+    """One round trip (``SELECT 1``); raises what the driver raises when the server does not answer."""
+    conn.execute("SELECT 1")

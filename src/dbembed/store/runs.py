@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from dbembed.store.paging import Page, decode_cursor, encode_cursor
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -150,6 +152,18 @@ def page_runs(
     assert cur.description is not None
     names = [d.name for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def runs_page(
+    conn: psycopg.Connection, limit: int, cursor: str | None = None, abandoned_after_s: float = 90.0
+) -> Page:
+    """One page of :func:`page_runs`, newest first: ``limit`` runs after ``cursor`` (the
+    ``next_cursor`` of the previous page; None on the last page).  Raises ``InvalidInput`` for a
+    cursor that was not handed out here."""
+    before = decode_cursor(cursor, 1)
+    items = page_runs(conn, limit + 1, int(before[0]) if before else None, abandoned_after_s)
+    nxt = encode_cursor([items[limit - 1]["id"]]) if len(items) > limit else None
+    return Page(items[:limit], nxt)
 
 
 def run_rejections(conn: psycopg.Connection, run_id: int) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""API keys: created and revoked by ``dbembed keys``, checked on every API request.
+"""API keys (table ``dbembed.api_keys``): created and revoked by ``dbembed keys``, checked on
+every API request.
 
 A token is ``dbe_<id>_<secret>``: ``id`` (12 hex characters) is public and names the
 key in listings and logs; ``secret`` is 32 random bytes (base64url).  Only the sha256
@@ -20,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dbembed.errors import NotFound
-from dbembed.store.scope import clean_input, normalize_id
+from dbembed.text.inputs import clean_input, normalize_id
 
 if TYPE_CHECKING:
     import psycopg
@@ -52,7 +53,7 @@ def create_key(
 ) -> tuple[ApiKey, str]:
     """Create a key; returns it and the token, which is shown once and never stored.
 
-    Tenant and user ids are stored in their canonical form (``chat.scope.normalize_id``),
+    Tenant and user ids are stored in their canonical form (``text.inputs.normalize_id``),
     the form every chat row is written under.  Raises ``InvalidInput`` for a bad id or name.
     """
     tenant_id = normalize_id(tenant_id, "tenant id")
