@@ -153,6 +153,7 @@ def bench_writes(settings: object, turns: int) -> None:
 
     from dbembed.api.app import create_app
     from dbembed.chat import open_store
+    from dbembed.store.api_keys import create_key
 
     with open_store(settings) as store:  # type: ignore[arg-type]
         _, token = create_key(store.conn, "bench")
