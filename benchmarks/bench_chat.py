@@ -149,7 +149,6 @@ def bench_search(url: str, n: int, users: int, queries: int, settings: object) -
 def bench_writes(settings: object, turns: int) -> None:
     import httpx
     import uvicorn
-    from dbembed.api.keys import create_key
 
     from dbembed.api.app import create_app
     from dbembed.chat import open_store
