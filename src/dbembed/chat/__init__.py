@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from dbembed.chat.store import ChatStore
 from dbembed.chat.sync import SyncResult
+from dbembed.config import load_settings
 from dbembed.store.chat_history import ChatInfo, Conflict, Page, Turn
 from dbembed.store.chat_memory import MemoryHit
+from dbembed.store.connection import open_connection
 from dbembed.store.scope import AccessDenied, Actor, InvalidInput
 
 if TYPE_CHECKING:
@@ -43,16 +45,11 @@ __all__ = [
 
 @contextlib.contextmanager
 def open_store(settings: Settings | None = None, **flags: Any) -> Iterator[ChatStore]:
-    """Connect, apply pending migrations, and yield a ``ChatStore`` (closed afterwards)."""
-    from dbembed.config import load_settings
-    from dbembed.store.connection import connect, try_register_vector
-    from dbembed.store.migrate import migrate
-
+    """A ``ChatStore`` on a ready connection (``dbembed.store.connection.open_connection``:
+    connected, migrated, pgvector types registered), closed afterwards."""
     settings = settings or load_settings(**flags)
-    conn = connect(settings, register_vector=False)
+    conn = open_connection(settings)
     try:
-        migrate(conn)
-        try_register_vector(conn)
         yield ChatStore(conn, settings)
     finally:
         conn.close()

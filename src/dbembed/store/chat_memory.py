@@ -26,7 +26,7 @@ from dbembed.errors import NotFound
 from dbembed.store.chat_tables import MemoryTable
 from dbembed.store.lexical import QueryPlan, match_sql, query_plan, score_sql, tiebreak_sql
 from dbembed.store.scope import Actor, InvalidInput
-from dbembed.store.search import MODES, candidate_depth, fuse
+from dbembed.store.search import MODES, candidate_depth, fuse_rows
 
 if TYPE_CHECKING:
     import psycopg
@@ -169,18 +169,11 @@ def search(
     if mode == "lexical":
         return [_hit(r, rank=i, lscore=r[9]) for i, r in enumerate(lrows, 1)]
     vrows = _vector_list(conn, mt, params, candidate_depth(k), settings)
-    by_id = {int(r[0]): r for r in (*lrows, *vrows)}
-    vrank = {int(r[0]): i for i, r in enumerate(vrows, 1)}
-    lrank = {int(r[0]): i for i, r in enumerate(lrows, 1)}
-    lscore = {int(r[0]): r[9] for r in lrows}
-    out = []
-    for i, (mid, score) in enumerate(fuse(list(vrank), [(m, float(lscore[m])) for m in lrank])[:k], 1):
-        row = by_id[mid]
-        out.append(
-            _hit(row, rank=i, score=score, vscore=row[1], lscore=lscore.get(mid),
-                 vrank=vrank.get(mid), lrank=lrank.get(mid))
-        )  # fmt: skip
-    return out
+    return [
+        _hit(f.row, rank=f.rank, score=f.score, vscore=f.row[1], lscore=f.lexical_score,
+             vrank=f.vector_rank, lrank=f.lexical_rank)
+        for f in fuse_rows(vrows, lrows, k, lexical_col=9)
+    ]  # fmt: skip
 
 
 def get_memory(conn: psycopg.Connection, mt: MemoryTable, actor: Actor, memory_id: int) -> MemoryHit:

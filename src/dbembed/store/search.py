@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -121,6 +121,39 @@ def fuse(
     if top >= FULL_MATCH:
         return rrf([kept, list(vector_ids)], k)
     return rrf([list(vector_ids), kept], k)
+
+
+class Fused(NamedTuple):
+    """One hybrid result: the candidate row (the vector list's when both lists hold it), its
+    fused score and rank (from 1), its rank in each list and its lexical list score."""
+
+    row: tuple[Any, ...]
+    score: float
+    rank: int
+    vector_rank: int | None
+    lexical_rank: int | None
+    lexical_score: float | None
+
+
+def fuse_rows(
+    vector_rows: Sequence[tuple[Any, ...]],
+    lexical_rows: Sequence[tuple[Any, ...]],
+    k: int,
+    *,
+    lexical_col: int,
+) -> list[Fused]:
+    """The ``k`` best of two candidate lists (rows whose column 0 is the id, best first;
+    ``lexical_col`` is a lexical row's score), fused by :func:`fuse`.  File search and chat
+    memory search both rank hybrid results with it."""
+    by_id = {int(r[0]): r for r in (*lexical_rows, *vector_rows)}
+    vrank = {int(r[0]): i for i, r in enumerate(vector_rows, 1)}
+    lexical = [(int(r[0]), float(r[lexical_col])) for r in lexical_rows]
+    lrank = {rid: i for i, (rid, _) in enumerate(lexical, 1)}
+    lscore = dict(lexical)
+    return [
+        Fused(by_id[rid], score, i, vrank.get(rid), lrank.get(rid), lscore.get(rid))
+        for i, (rid, score) in enumerate(fuse(list(vrank), lexical)[:k], 1)
+    ]
 
 
 def _filters(coll: Collection, file: str | None, table: str | None) -> tuple[list[str], dict[str, Any]]:
@@ -271,11 +304,7 @@ def search_chunks(
         conn, coll, query_vector, depth, where, params, plan=plan, ef_search=ef_search, exact=exact
     )
     lrows = _lexical_rows(conn, coll, plan, query_vector, depth, where, params) if plan else []
-    by_id = {int(r[0]): r for r in (*lrows, *vrows)}
-    vrank = {int(r[0]): i for i, r in enumerate(vrows, 1)}
-    lrank = {int(r[0]): i for i, r in enumerate(lrows, 1)}
-    fused = fuse([int(r[0]) for r in vrows], [(int(r[0]), float(r[9])) for r in lrows])
     return [
-        _hit(by_id[cid], score, i, vrank.get(cid), lrank.get(cid))
-        for i, (cid, score) in enumerate(fused[:k], 1)
+        _hit(f.row, f.score, f.rank, f.vector_rank, f.lexical_rank)
+        for f in fuse_rows(vrows, lrows, k, lexical_col=9)
     ]
