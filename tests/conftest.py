@@ -23,11 +23,25 @@ def pytest_configure(config: pytest.Config) -> None:
         import tempfile
 
         config.option.basetemp = tempfile.mkdtemp(prefix="dbembed-pytest-")
+        config.stash[_OWN_BASETEMP] = Path(config.option.basetemp)
     # The default --backend auto measures every runtime once per machine (tens of seconds): tests run the
     # reference runtime unless they ask for another (tests/test_backends.py covers auto and OpenVINO),
     # and exports/decisions go to a private cache, never the user's.
     os.environ.setdefault("DBEMBED_BACKEND", "torch")
     os.environ.setdefault("DBEMBED_CACHE_DIR", str(Path(config.option.basetemp) / "dbembed-cache"))
+
+
+_OWN_BASETEMP = pytest.StashKey[Path]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the private basetemp made above (pgdata, model exports: hundreds of MB a session);
+    ``--basetemp DIR`` or DBEMBED_KEEP_TEST_TMP=1 keeps it for a look after a failure."""
+    own = config.stash.get(_OWN_BASETEMP, None)
+    if own is not None and not os.environ.get("DBEMBED_KEEP_TEST_TMP"):
+        import shutil
+
+        shutil.rmtree(own, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

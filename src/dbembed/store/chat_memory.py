@@ -26,7 +26,7 @@ from dbembed.errors import NotFound
 from dbembed.store.chat_tables import MemoryTable
 from dbembed.store.lexical import QueryPlan, match_sql, query_plan, score_sql, tiebreak_sql
 from dbembed.store.scope import Actor, InvalidInput
-from dbembed.store.search import MODES, candidate_depth, fuse_rows
+from dbembed.store.search import MODES, candidate_depth, fuse_rows, set_hnsw_scan
 
 if TYPE_CHECKING:
     import psycopg
@@ -99,10 +99,7 @@ def _filters(mt: MemoryTable) -> sql.Composable:
 def _vector_list(
     conn: psycopg.Connection, mt: MemoryTable, params: dict[str, Any], n: int, settings: Settings
 ) -> list[tuple[Any, ...]]:
-    conn.execute(
-        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', %s, true)",
-        (str(max(settings.hnsw_ef_search, n)),),
-    )
+    set_hnsw_scan(conn, settings.hnsw_ef_search, n, iterative=True)
     q = sql.SQL(
         "SELECT * FROM (SELECT {cols}, {d} AS distance FROM {t} m WHERE {f} "
         "ORDER BY {d} LIMIT %(n)s) hits ORDER BY distance"

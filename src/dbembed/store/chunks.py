@@ -33,7 +33,11 @@ class ChunkRecord:
 
 
 def vector_binary(vec: np.ndarray, vector_type: str) -> bytes:
-    """pgvector's binary wire format: uint16 dim, uint16 unused, then big-endian floats."""
+    """pgvector's binary wire format: uint16 dim, uint16 unused, then big-endian floats.
+
+    Packed here rather than by pgvector-python's registered ``Vector``/``HalfVector`` binary
+    dumpers (same bytes): measured 1.13-1.16x faster for a COPY of 384-d vectors
+    (``benchmarks/bench_copy_vectors.py``)."""
     dim = vec.shape[0]
     if vector_type == "halfvec":
         return struct.pack(">HH", dim, 0) + vec.astype(">f2").tobytes()

@@ -93,6 +93,16 @@ def _iterative_scan_supported(conn: psycopg.Connection) -> bool:
     return row is not None and parse_version(str(row[0])) >= (0, 8, 0)
 
 
+def set_hnsw_scan(conn: psycopg.Connection, ef_search: int, n: int, *, iterative: bool) -> None:
+    """Transaction-local HNSW settings for one search (one round trip, on either transport):
+    ``hnsw.ef_search`` at least ``n``; with ``iterative``, pgvector's iterative index scan
+    (relaxed order), so a filtered search keeps scanning until ``n`` rows pass the filter."""
+    iterate = ", set_config('hnsw.iterative_scan', 'relaxed_order', true)" if iterative else ""
+    conn.execute(
+        f"SELECT set_config('hnsw.ef_search', %s, true){iterate}", (str(max(int(ef_search), int(n))),)
+    )
+
+
 def rrf(ranked_lists: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
     """Reciprocal rank fusion: ids ranked by ``sum over lists of 1 / (k + rank)`` (rank from 1),
     best first; ties keep the order in which ids were first seen (earlier list first)."""
@@ -208,11 +218,11 @@ def _vector_rows(
         FROM hits h JOIN dbembed.sources s ON s.id = h.source_id
         ORDER BY h.d, h.id"""
     with conn.transaction():
-        conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(n))}")
+        set_hnsw_scan(
+            conn, ef_search, n, iterative=bool(where) and not exact and _iterative_scan_supported(conn)
+        )
         if exact:
             conn.execute("SET LOCAL enable_indexscan = off")
-        elif where and _iterative_scan_supported(conn):
-            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         return conn.execute(sql, params, binary=False).fetchall()  # type: ignore[arg-type]
 
 
