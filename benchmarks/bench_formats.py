@@ -135,7 +135,7 @@ def documents(root: Path, fmt: str) -> list[str]:
     settings = load_settings(settle_s=0.0, document_format=fmt)
     out = []
     for path in sqlite_files(root):
-        with SqliteSource(path, settings) as src:
+        with SqliteSource(path, settings.sources) as src:
             for table in src.tables():
                 for row in src.rows(table):
                     doc = row_document(table, row, fmt)

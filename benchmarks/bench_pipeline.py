@@ -34,7 +34,7 @@ def chunk_map(root: Path, provider: Any) -> ChunkMap:
     chunker = make_chunker(settings, provider)
     out: ChunkMap = {}
     for path in sqlite_files(root):
-        with SqliteSource(path, settings) as src:
+        with SqliteSource(path, settings.sources) as src:
             for table in src.tables():
                 for row in src.rows(table):
                     doc = row_document(table, row)

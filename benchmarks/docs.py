@@ -31,7 +31,7 @@ def _dbembed_docs(files: list[Path]) -> list[Doc] | None:
     settings = load_settings(settle_s=0.0)
     out: list[Doc] = []
     for path in files:
-        with SqliteSource(path, settings) as src:
+        with SqliteSource(path, settings.sources) as src:
             for table in src.tables():
                 for row in src.rows(table):
                     text = row_document(table, row)

@@ -91,7 +91,7 @@ def test_discover_applies_globs_and_checks_headers(s3env, tmp_path: Path) -> Non
     client, settings = s3env
     objects = _populate(client, tmp_path)
     settings = settings.model_copy(update={"exclude": ["archive"]})
-    found = {f.path: f for f in discover(["s3://sqlite-load-test/runs"], settings)}
+    found = {f.path: f for f in discover(["s3://sqlite-load-test/runs"], settings.sources)}
     assert sorted(found) == [
         "s3://sqlite-load-test/runs/a.db",
         "s3://sqlite-load-test/runs/empty.db",
@@ -110,7 +110,7 @@ def test_discover_applies_globs_and_checks_headers(s3env, tmp_path: Path) -> Non
     assert "empty" in (found["s3://sqlite-load-test/runs/empty.db"].reason or "")
 
     slash = settings.model_copy(update={"exclude": ["sub/*"], "include": ["*.db"]})
-    paths = {f.path for f in discover(["s3://sqlite-load-test/runs/"], slash)}
+    paths = {f.path for f in discover(["s3://sqlite-load-test/runs/"], slash.sources)}
     assert "s3://sqlite-load-test/runs/archive/old.db" in paths
     assert not any("/sub/" in p for p in paths)
 
@@ -129,18 +129,18 @@ def test_pagination_single_object_root_and_missing_bucket(
         client.put_object(Bucket=BUCKET, Key=f"paged/f{i}.db", Body=body)
     monkeypatch.setattr(s3mod, "LIST_PAGE_SIZE", 2)
     calls: list[str] = []
-    s3mod.s3_client(settings).meta.events.register(
+    s3mod.s3_client(settings.sources).meta.events.register(
         "before-call.s3.ListObjectsV2", lambda **kw: calls.append("list")
     )
-    found = list(s3mod.discover_s3("s3://sqlite-load-test/paged/", settings))
+    found = list(s3mod.discover_s3("s3://sqlite-load-test/paged/", settings.sources))
     assert [f.path.rsplit("/", 1)[1] for f in found] == [f"f{i}.db" for i in range(7)]
     assert len(calls) == 4  # 2+2+2+1 keys
 
-    single = list(s3mod.discover_s3("s3://sqlite-load-test/paged/f3.db", settings))
+    single = list(s3mod.discover_s3("s3://sqlite-load-test/paged/f3.db", settings.sources))
     assert [(f.path, f.header_ok) for f in single] == [("s3://sqlite-load-test/paged/f3.db", True)]
 
     with pytest.raises(UsageError, match="NoSuchBucket"):
-        list(s3mod.discover_s3("s3://no-such-bucket-here/x/", settings))
+        list(s3mod.discover_s3("s3://no-such-bucket-here/x/", settings.sources))
 
 
 def test_fetch_downloads_once_and_reads_as_sqlite(s3env, tmp_path: Path) -> None:  # noqa: ANN001
@@ -149,12 +149,12 @@ def test_fetch_downloads_once_and_reads_as_sqlite(s3env, tmp_path: Path) -> None
 
     client, settings = s3env
     _populate(client, tmp_path)
-    a = next(f for f in discover(["s3://sqlite-load-test/runs/"], settings) if f.path.endswith("/a.db"))
+    a = next(f for f in discover(["s3://sqlite-load-test/runs/"], settings.sources) if f.path.endswith("/a.db"))
     gets: list[str] = []
-    s3mod.s3_client(settings).meta.events.register(
+    s3mod.s3_client(settings.sources).meta.events.register(
         "before-call.s3.GetObject", lambda **kw: gets.append("get")
     )
-    with materialize(a, settings) as local:
+    with materialize(a, settings.sources) as local:
         assert local.parent == settings.resolved_data_dir() / "s3-cache"
         rows = (
             sqlite3.connect(f"file:{local}?mode=ro", uri=True)
@@ -163,7 +163,7 @@ def test_fetch_downloads_once_and_reads_as_sqlite(s3env, tmp_path: Path) -> None
         )
         assert rows == (3,)
     assert gets == ["get"]
-    with materialize(a, settings) as again:
+    with materialize(a, settings.sources) as again:
         assert again == local
     assert gets == ["get"], "second fetch must be a cache hit"
     assert not [p for p in local.parent.iterdir() if p.name.startswith(".part-")]
@@ -175,11 +175,11 @@ def test_object_changed_after_listing_is_a_source_error(s3env, tmp_path: Path) -
 
     client, settings = s3env
     client.put_object(Bucket=BUCKET, Key="chg/c.db", Body=_sqlite_bytes(tmp_path, "c1.db"))
-    (found,) = list(s3mod.discover_s3("s3://sqlite-load-test/chg/", settings))
+    (found,) = list(s3mod.discover_s3("s3://sqlite-load-test/chg/", settings.sources))
     client.put_object(Bucket=BUCKET, Key="chg/c.db", Body=_sqlite_bytes(tmp_path, "c2.db", rows=9))
-    with pytest.raises(SourceError, match="changed since it was listed"), s3mod.fetch(found, settings):
+    with pytest.raises(SourceError, match="changed since it was listed"), s3mod.fetch(found, settings.sources):
         pass
-    cache = s3mod.cache_dir(settings)
+    cache = s3mod.cache_dir(settings.sources)
     assert not any(cache.iterdir()), "no partial download may remain"
 
 
@@ -211,21 +211,21 @@ def test_cache_is_lru_bounded_and_never_evicts_files_in_use(s3env, tmp_path: Pat
     body = _sqlite_bytes(tmp_path, "big.db", rows=200, pad=100)  # ~ 30 KB
     for name in ("one", "two", "three"):
         client.put_object(Bucket=BUCKET, Key=f"lru/{name}.db", Body=body)
-    files = {f.path.rsplit("/", 1)[1]: f for f in s3mod.discover_s3("s3://sqlite-load-test/lru/", settings)}
+    files = {f.path.rsplit("/", 1)[1]: f for f in s3mod.discover_s3("s3://sqlite-load-test/lru/", settings.sources)}
     small = settings.model_copy(update={"s3_cache_bytes": int(len(body) * 2.5)})  # room for two
     local: dict[str, Path] = {}
     for name in ("one.db", "two.db"):
-        with s3mod.fetch(files[name], small) as p:
+        with s3mod.fetch(files[name], small.sources) as p:
             local[name] = p
         os.utime(p, (1_000_000 + len(local), 1_000_000 + len(local)))  # deterministic LRU order
-    with s3mod.fetch(files["one.db"], small):  # a hit refreshes "one" ...
+    with s3mod.fetch(files["one.db"], small.sources):  # a hit refreshes "one" ...
         pass
-    with s3mod.fetch(files["three.db"], small) as p3:  # ... so "two" is the one evicted
+    with s3mod.fetch(files["three.db"], small.sources) as p3:  # ... so "two" is the one evicted
         assert p3.exists()
     assert local["one.db"].exists() and p3.exists() and not local["two.db"].exists()
 
     tiny = settings.model_copy(update={"s3_cache_bytes": 10})  # smaller than any file
-    with s3mod.fetch(files["two.db"], tiny) as p2:
+    with s3mod.fetch(files["two.db"], tiny.sources) as p2:
         assert p2.exists(), "a file being read is never evicted, even over the limit"
         assert (
             sqlite3.connect(f"file:{p2}?mode=ro", uri=True).execute("SELECT count(*) FROM orders").fetchone()
@@ -235,17 +235,17 @@ def test_cache_is_lru_bounded_and_never_evicts_files_in_use(s3env, tmp_path: Pat
     assert not p3.exists()  # everything else went too: the limit is tiny
 
     # Another worker process reading p3 holds a shared flock on it: eviction skips it.
-    with s3mod.fetch(files["three.db"], settings) as p3:  # default limit: stays cached
+    with s3mod.fetch(files["three.db"], settings.sources) as p3:  # default limit: stays cached
         pass
     fd = os.open(p3, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_SH)
     try:
-        s3mod.evict(tiny)
+        s3mod.evict(tiny.sources)
         assert p3.exists()
     finally:
         os.close(fd)
-    s3mod.evict(tiny)
-    assert not any(s3mod.cache_dir(settings).iterdir())
+    s3mod.evict(tiny.sources)
+    assert not any(s3mod.cache_dir(settings.sources).iterdir())
 
 
 def test_put_sidecar_next_to_object(s3env, tmp_path: Path) -> None:  # noqa: ANN001
@@ -253,12 +253,12 @@ def test_put_sidecar_next_to_object(s3env, tmp_path: Path) -> None:  # noqa: ANN
 
     client, settings = s3env
     client.put_object(Bucket=BUCKET, Key="side/s.db", Body=_sqlite_bytes(tmp_path, "s.db"))
-    (found,) = list(s3mod.discover_s3("s3://sqlite-load-test/side/", settings))
+    (found,) = list(s3mod.discover_s3("s3://sqlite-load-test/side/", settings.sources))
     payload = {"file_path": found.path, "status": "processed", "chunk_count": 3, "embedding_model": "m"}
-    uri = s3mod.put_sidecar(found, payload, settings)
+    uri = s3mod.put_sidecar(found, payload, settings.sources)
     assert uri == "s3://sqlite-load-test/side/s.db.embedding_metadata.json"
     obj = client.get_object(Bucket=BUCKET, Key="side/s.db.embedding_metadata.json")
     assert obj["ContentType"] == "application/json"
     assert json.loads(obj["Body"].read()) == payload
     everything = settings.model_copy(update={"include": ["*"]})
-    assert [f.path for f in s3mod.discover_s3("s3://sqlite-load-test/side/", everything)] == [found.path]
+    assert [f.path for f in s3mod.discover_s3("s3://sqlite-load-test/side/", everything.sources)] == [found.path]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import dbembed.discover as disc
-from dbembed.config import Settings
+from dbembed.config import SourcesSettings
 from dbembed.discover import FoundFile, discover, file_hash, materialize
 from dbembed.errors import UsageError
 
@@ -45,7 +45,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_nested_matching_and_headers(tree: Path) -> None:
-    found = list(discover([tree], Settings()))
+    found = list(discover([tree], SourcesSettings()))
     assert names(found, tree) == ["a.db", "empty.db", "sub/b.sqlite", "sub/deeper/c.sqlite3", "text.db"]
     by_name = {Path(f.path).name: f for f in found}
     assert by_name["a.db"].header_ok and by_name["a.db"].reason is None
@@ -57,20 +57,20 @@ def test_nested_matching_and_headers(tree: Path) -> None:
 
 
 def test_side_files_never_yielded(tree: Path) -> None:
-    found = list(discover([tree], Settings(include=["*"])))
+    found = list(discover([tree], SourcesSettings(include=["*"])))
     assert not [f for f in found if f.path.endswith(("-wal", "-shm", "-journal"))]
     assert "sub/deeper/notes.txt" in names(found, tree)
 
 
 def test_include_and_exclude_globs(tree: Path) -> None:
-    only_sub = list(discover([tree], Settings(include=["sub/*.sqlite*"])))
+    only_sub = list(discover([tree], SourcesSettings(include=["sub/*.sqlite*"])))
     assert names(only_sub, tree) == ["sub/b.sqlite", "sub/deeper/c.sqlite3"]
-    no_deeper = list(discover([tree], Settings(exclude=["deeper", "text.*"])))
+    no_deeper = list(discover([tree], SourcesSettings(exclude=["deeper", "text.*"])))
     assert names(no_deeper, tree) == ["a.db", "empty.db", "sub/b.sqlite"]
-    by_path = list(discover([tree], Settings(exclude=["sub/deeper"])))
+    by_path = list(discover([tree], SourcesSettings(exclude=["sub/deeper"])))
     assert "sub/deeper/c.sqlite3" not in names(by_path, tree)
     upper = sqlite_file(tree / "UPPER.DB")
-    assert str(upper) in {f.path for f in discover([tree], Settings())}
+    assert str(upper) in {f.path for f in discover([tree], SourcesSettings())}
 
 
 def test_symlinks(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_symlinks(tmp_path: Path) -> None:
     only_link = sqlite_file(tmp_path / "root" / "hidden" / "target.sqlite")
     (root / "hidden" / "x").mkdir()
     (root / "linked.db").symlink_to(only_link)
-    found = list(discover([root], Settings()))
+    found = list(discover([root], SourcesSettings()))
     assert names(found, root) == ["data/real.db", "hidden/target.sqlite"]  # real paths win over links
     assert not any("secret" in f.path for f in found)
 
@@ -95,21 +95,21 @@ def test_symlink_only_path_inside_root(tmp_path: Path) -> None:
     root = tmp_path / "root"
     target = sqlite_file(root / "store" / "blob.bin")  # not matched by name itself
     (root / "nice.db").symlink_to(target)
-    found = list(discover([root], Settings()))
+    found = list(discover([root], SourcesSettings()))
     assert names(found, root) == ["nice.db"] and found[0].header_ok
 
 
 def test_single_file_root_and_missing_root(tree: Path) -> None:
-    found = list(discover([tree / "sub" / "deeper" / "notes.txt"], Settings()))
+    found = list(discover([tree / "sub" / "deeper" / "notes.txt"], SourcesSettings()))
     assert len(found) == 1 and found[0].header_ok
     with pytest.raises(UsageError, match="nope"):
-        discover([tree, tree / "nope"], Settings())  # fails before walking anything
+        discover([tree, tree / "nope"], SourcesSettings())  # fails before walking anything
 
 
 def test_s3_roots_dispatch(monkeypatch: pytest.MonkeyPatch, tree: Path) -> None:
     calls = []
 
-    def fake_discover(root: str, settings: Settings) -> Iterator[FoundFile]:
+    def fake_discover(root: str, settings: SourcesSettings) -> Iterator[FoundFile]:
         calls.append(root)
         yield FoundFile("s3://bucket/x.db", root, 10, 1.0, True, etag="abc")
 
@@ -117,14 +117,14 @@ def test_s3_roots_dispatch(monkeypatch: pytest.MonkeyPatch, tree: Path) -> None:
         discover_s3 = staticmethod(fake_discover)
 
     monkeypatch.setattr(disc, "_s3", lambda: FakeS3)
-    found = list(discover(["s3://bucket/prefix/", tree / "a.db"], Settings()))
+    found = list(discover(["s3://bucket/prefix/", tree / "a.db"], SourcesSettings()))
     assert calls == ["s3://bucket/prefix/"] and [f.path for f in found][0] == "s3://bucket/x.db"
     assert found[1].path == str(tree / "a.db")
 
 
 def test_materialize_local_and_file_hash(tree: Path) -> None:
-    (found,) = list(discover([tree / "a.db"], Settings()))
-    with materialize(found, Settings()) as path:
+    (found,) = list(discover([tree / "a.db"], SourcesSettings()))
+    with materialize(found, SourcesSettings()) as path:
         assert path == tree / "a.db"
     data = (tree / "a.db").read_bytes()
     assert file_hash(tree / "a.db") == hashlib.blake2b(data, digest_size=32).hexdigest()
@@ -141,5 +141,5 @@ def test_unreadable_file_is_reported_not_raised(tree: Path, monkeypatch: pytest.
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(header, "read_prefix", denied)
-    found = list(discover([tree / "a.db"], Settings()))
+    found = list(discover([tree / "a.db"], SourcesSettings()))
     assert [(f.header_ok, f.reason) for f in found] == [(False, "permission denied")]

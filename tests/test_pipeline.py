@@ -179,7 +179,7 @@ def test_a_later_sighting_is_never_overwritten_by_an_older_one(tmp_path: Path, s
     root = tmp_path / "tree"
     make_tree(root, files=2)
     run([root])
-    found = list(discover([str(root)], settings))
+    found = list(discover([str(root)], settings.sources))
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         cid = conn.execute("SELECT id FROM dbembed.collections").fetchone()[0]
         # Another worker saw the files "later" than this upsert will write.

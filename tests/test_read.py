@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from dbembed.config import Settings, TableOverride
+from dbembed.config import SourcesSettings, TableOverride
 from dbembed.errors import SourceError
 from dbembed.read import Row, SqliteSource, TableInfo, quote_ident
 from dbembed.read import snapshot as snap
@@ -32,12 +32,12 @@ def make_db(path: Path, script: str, rows: dict[str, list[tuple]] | None = None)
     return path
 
 
-def settings(**kw: object) -> Settings:
-    return Settings(**kw)  # type: ignore[arg-type]
+def settings(**kw: object) -> SourcesSettings:
+    return SourcesSettings(**kw)  # type: ignore[arg-type]
 
 
 def read_all(
-    path: Path, s: Settings | None = None
+    path: Path, s: SourcesSettings | None = None
 ) -> tuple[dict[str, TableInfo], dict[str, list[Row]], bool]:
     with SqliteSource(path, s or settings()) as src:
         tables = {t.name: t for t in src.tables()}

@@ -16,7 +16,7 @@ from dbembed.discover.names import display_path, real_path
 from dbembed.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import SourcesSettings
 
 __all__ = ["FoundFile", "discover", "display_path", "file_hash", "materialize", "real_path"]
 
@@ -29,7 +29,7 @@ def _s3() -> Any:
     return s3
 
 
-def discover(roots: Sequence[str | Path], settings: Settings) -> Iterator[FoundFile]:
+def discover(roots: Sequence[str | Path], settings: SourcesSettings) -> Iterator[FoundFile]:
     """Every candidate file under ``roots``, in order, each root walked lazily.
 
     Roots are checked up front, so a typo fails (``UsageError``/``ConfigError``)
@@ -42,7 +42,7 @@ def discover(roots: Sequence[str | Path], settings: Settings) -> Iterator[FoundF
     return _walk(roots, settings, s3)
 
 
-def _walk(roots: Sequence[str | Path], settings: Settings, s3: Any) -> Iterator[FoundFile]:
+def _walk(roots: Sequence[str | Path], settings: SourcesSettings, s3: Any) -> Iterator[FoundFile]:
     for root in roots:
         if str(root).startswith("s3://"):
             yield from s3.discover_s3(str(root), settings)
@@ -51,7 +51,7 @@ def _walk(roots: Sequence[str | Path], settings: Settings, s3: Any) -> Iterator[
 
 
 @contextlib.contextmanager
-def materialize(found: FoundFile, settings: Settings) -> Iterator[Path]:
+def materialize(found: FoundFile, settings: SourcesSettings) -> Iterator[Path]:
     """A local path to read ``found`` from: the file itself, or a downloaded copy of an S3 object."""
     if found.path.startswith("s3://"):
         with _s3().fetch(found, settings) as path:

@@ -24,7 +24,7 @@ from dbembed.errors import UsageError
 from dbembed.read.header import check_file
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import SourcesSettings
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def probe(path: str, root: str) -> FoundFile | None:
     return FoundFile(shown, shown_root, st.st_size, st.st_mtime, reason is None, reason)
 
 
-def discover_local(root: str | Path, settings: Settings) -> Iterator[FoundFile]:
+def discover_local(root: str | Path, settings: SourcesSettings) -> Iterator[FoundFile]:
     """Yield candidate SQLite files under ``root`` (a folder, or a single file), sorted, once each."""
     root_abs = os.path.abspath(os.path.expanduser(real_path(str(root))))
     if not os.path.exists(root_abs):

@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import SourcesSettings
     from dbembed.discover import FoundFile
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def s3_client(settings: Settings) -> Any:
+def s3_client(settings: SourcesSettings) -> Any:
     """A cached S3 client honouring ``aws_profile``, ``aws_region`` and ``s3_endpoint_url``."""
     key = (settings.aws_profile, settings.aws_region, settings.s3_endpoint_url)
     with _clients_lock:
@@ -115,7 +115,7 @@ def _match(patterns: list[str], name: str, rel: str) -> bool:
     return False
 
 
-def _wanted(rel_key: str, settings: Settings) -> bool:
+def _wanted(rel_key: str, settings: SourcesSettings) -> bool:
     """Include globs apply to the object; exclude globs also to every "folder" above it."""
     parts = rel_key.split("/")
     base = parts[-1]
@@ -155,7 +155,7 @@ def _found(root: str, bucket: str, obj: dict[str, Any], header: tuple[bool, str 
     )
 
 
-def discover_s3(root: str, settings: Settings) -> Iterator[FoundFile]:
+def discover_s3(root: str, settings: SourcesSettings) -> Iterator[FoundFile]:
     """Yield a ``FoundFile`` per candidate object under ``root`` (key order, as S3 lists)."""
     bucket, prefix = parse_s3_uri(root)
     client = s3_client(settings)
@@ -204,7 +204,7 @@ def _raise_root_error(root: str, exc: Exception) -> None:
 # --- cache -------------------------------------------------------------------------
 
 
-def cache_dir(settings: Settings) -> Path:
+def cache_dir(settings: SourcesSettings) -> Path:
     return settings.resolved_data_dir() / CACHE_SUBDIR
 
 
@@ -232,7 +232,7 @@ def _lock_shared(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_SH)
 
 
-def evict(settings: Settings, limit: int | None = None) -> int:
+def evict(settings: SourcesSettings, limit: int | None = None) -> int:
     """Delete least recently used entries until the cache fits ``s3_cache_bytes``; return bytes freed.
 
     Entries pinned in this process or share-locked by another process are kept.
@@ -332,7 +332,7 @@ def _verify(found: FoundFile, resp: dict[str, Any], written: int, md5_hex: str) 
 
 
 @contextlib.contextmanager
-def fetch(found: FoundFile, settings: Settings) -> Iterator[Path]:
+def fetch(found: FoundFile, settings: SourcesSettings) -> Iterator[Path]:
     """Yield a local copy of an S3 ``FoundFile``, from the cache or freshly downloaded."""
     bucket, key = parse_s3_uri(found.path)
     folder = cache_dir(settings)
@@ -372,7 +372,7 @@ def sidecar_key(found: FoundFile) -> tuple[str, str]:
     return bucket, key + SIDECAR_SUFFIX
 
 
-def put_sidecar(found: FoundFile, payload: dict[str, Any], settings: Settings) -> str:
+def put_sidecar(found: FoundFile, payload: dict[str, Any], settings: SourcesSettings) -> str:
     """Write the per-file metadata JSON next to the object; return its ``s3://`` URI."""
     bucket, key = sidecar_key(found)
     body = json.dumps(payload, ensure_ascii=False, indent=2, default=str).encode("utf-8")

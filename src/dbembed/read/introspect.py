@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from dbembed.errors import SourceError
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings, TableOverride
+    from dbembed.config import SourcesSettings, TableOverride
 
 SAMPLE_ROWS = 200  # values looked at per table to classify untyped columns
 
@@ -195,7 +195,7 @@ def _columns(conn: sqlite3.Connection, name: str) -> tuple[Column, ...]:
     return tuple(Column(n, t, column_affinity(t), int(pk or 0)) for n, t, pk in rows)
 
 
-def _override(settings: Settings, name: str) -> TableOverride | None:
+def _override(settings: SourcesSettings, name: str) -> TableOverride | None:
     if name in settings.tables:
         return settings.tables[name]
     folded = {k.casefold(): v for k, v in settings.tables.items()}
@@ -333,7 +333,7 @@ def _whole_file(exc: sqlite3.Error) -> bool:
 
 def list_tables(
     conn: sqlite3.Connection,
-    settings: Settings,
+    settings: SourcesSettings,
     skipped: dict[str, str],
     rejected: dict[str, str] | None = None,
 ) -> list[TableInfo]:

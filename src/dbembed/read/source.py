@@ -35,7 +35,7 @@ from dbembed.read.introspect import TableInfo, list_tables
 from dbembed.read.rows import Row, RowReader
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import SourcesSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 class SqliteSource:
     """Context manager over one SQLite file; temp snapshots are deleted on exit."""
 
-    def __init__(self, path: Path, settings: Settings) -> None:
+    def __init__(self, path: Path, settings: SourcesSettings) -> None:
         self.path = Path(path)
         self.settings = settings
         self.used_snapshot = False

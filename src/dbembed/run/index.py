@@ -121,7 +121,7 @@ def _discover_and_queue(
     batch: list[Any] = []
     found = 0
     seen: set[str] = set()  # overlapping roots (/data and /data/sub) must not list a file twice
-    for f in discover(roots, settings):
+    for f in discover(roots, settings.sources):
         if f.path in seen:
             continue
         seen.add(f.path)

@@ -215,7 +215,7 @@ class FileIndexer:
 
         try:
             state = _ReadState()
-            with SqliteSource(local_path, self.settings) as src:
+            with SqliteSource(local_path, self.settings.sources) as src:
                 t0 = time.perf_counter()
                 tables = src.tables()
                 state.t_read += time.perf_counter() - t0
@@ -370,7 +370,7 @@ class FileIndexer:
         )
         stats = EmbedStats()
         t_load = 0.0
-        with materialize(found, self.settings) as local_path, self.conn.transaction():
+        with materialize(found, self.settings.sources) as local_path, self.conn.transaction():
             source_store.lock_lease(self.conn, claim.id, self.owner)
             existing = (
                 chunk_store.existing_row_hashes(self.conn, self.coll, claim.id)

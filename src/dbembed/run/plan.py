@@ -106,7 +106,7 @@ class Planner:
         if coll is not None and k is not None and k.size is not None:
             with conn.transaction():
                 existing = existing_row_hashes(conn, coll, k.id)
-        with materialize(f, self.settings) as local, SqliteSource(Path(local), self.settings) as src:
+        with materialize(f, self.settings.sources) as local, SqliteSource(Path(local), self.settings.sources) as src:
             for table in src.tables():
                 for row in src.rows(table):
                     n["rows"] += 1
@@ -156,7 +156,7 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> dict[str, Any]:
         known = known_sources(conn, coll.id, root_list) if coll is not None else {}
         cutoff, read_fp = time.time() - settings.settle_s, read_fingerprint(settings)
         seen: set[str] = set()
-        for f in discover(root_list, settings):
+        for f in discover(root_list, settings.sources):
             if f.path in seen:
                 continue
             seen.add(f.path)

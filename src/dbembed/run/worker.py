@@ -302,7 +302,7 @@ def _sidecar(settings: Settings, collection: str, model: str, dims: int, res: Fi
 
     found = FoundFile(path=res.path, root="", size=res.size or 0, mtime=res.mtime or 0.0, header_ok=True)
     try:
-        put_sidecar(found, payload, settings)
+        put_sidecar(found, payload, settings.sources)
     except SourceError as exc:
         log.warning("could not write S3 metadata for %s: %s", res.path, exc)
 
