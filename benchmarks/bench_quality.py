@@ -252,7 +252,7 @@ def latency_100k(res: Results, pg: PgServer, src_url: str, queries: list[Query],
     with connect(settings) as conn:
         migrate(conn)
         try_register_vector(conn)
-        coll = ensure_collection(conn, "lat", "local:all-MiniLM-L6-v2", 384, settings)
+        coll = ensure_collection(conn, "lat", "local:all-MiniLM-L6-v2", 384, settings.store)
         per_file = 1000
         load_s = 0.0
         for f, start in enumerate(range(0, n, per_file)):

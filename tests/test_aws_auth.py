@@ -50,7 +50,7 @@ def _put_secret(name: str, value: dict[str, object], region: str = "us-east-1") 
 def _settings(**kw: object):  # noqa: ANN202
     from dbembed.config import load_settings
 
-    return load_settings(**kw)
+    return load_settings(**kw).store
 
 
 def test_secret_by_name_and_arn_builds_conninfo(aws_env: str) -> None:

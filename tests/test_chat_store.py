@@ -146,7 +146,7 @@ def test_sync_reuses_a_vector_the_file_index_already_holds(settings, minilm) -> 
         conn = store.conn
         dims = minilm.dimensions
         coll = ensure_collection(
-            conn, default_collection_name(minilm.model_id, dims), minilm.model_id, dims, store.settings
+            conn, default_collection_name(minilm.model_id, dims), minilm.model_id, dims, store.settings.store
         )
         (source_id,) = conn.execute(
             "INSERT INTO dbembed.sources (collection_id, path) VALUES (%s, '/data/faq.db') RETURNING id",

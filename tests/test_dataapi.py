@@ -83,7 +83,7 @@ def test_url_parsing_and_clear_config_errors(settings) -> None:  # noqa: ANN001
     )
     with pytest.raises(ConfigError, match="secret_arn"):
         dataapi.parse_url(f"rds-data://{CLUSTER_ARN}/chat")
-    assert dataapi.parse_url(f"rds-data://{CLUSTER_ARN}/chat", settings.model_copy(
+    assert dataapi.parse_url(f"rds-data://{CLUSTER_ARN}/chat", settings.store.model_copy(
         update={"db_secret_id": SECRET_ARN})).secret_arn == SECRET_ARN  # fmt: skip
     with pytest.raises(ConfigError, match="must look like"):
         dataapi.parse_url("rds-data://my-cluster/chat?secret_arn=x")
@@ -304,7 +304,7 @@ def test_concurrent_requests_over_the_data_api(settings, dataapi, minilm) -> Non
         pass  # migrated
 
     def worker(n: int) -> list[int]:
-        conn = connect_data_api(da)
+        conn = connect_data_api(da.store)
         store = ChatStore(conn, da, rls=True, provider=minilm)
         actor = Actor(f"user{n % 4}")
         for i in range(6):

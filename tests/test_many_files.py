@@ -25,7 +25,7 @@ def test_claims_take_many_small_files_but_big_ones_alone(settings: Any) -> None:
 
     conn = connect(settings, register_vector=False)
     migrate(conn)
-    coll = ensure_collection(conn, "c", "local:test", 4, settings)
+    coll = ensure_collection(conn, "c", "local:test", 4, settings.store)
     mib = 1024 * 1024
     _queue(conn, coll.id, [50 * mib, 3 * mib, 3 * mib, 3 * mib] + [4096] * 100)
     take = lambda: source_store.claim(conn, coll.id, ["/data/"], "w1", 60, None, limit=64, max_bytes=8 * mib)  # noqa: E731

@@ -97,7 +97,7 @@ def open_collection(conn: psycopg.Connection, settings: Settings, provider: Embe
     from dbembed.store.collections import default_collection_name, ensure_collection
 
     name = settings.collection or default_collection_name(provider.model_id, settings.dimensions)
-    return ensure_collection(conn, name, provider.model_id, provider.dimensions, settings)
+    return ensure_collection(conn, name, provider.model_id, provider.dimensions, settings.store)
 
 
 def _existing_collection(conn: psycopg.Connection, settings: Settings) -> Collection | None:
@@ -211,7 +211,7 @@ def index(
     from dbembed.store.connection import open_connection
     from dbembed.store.dataapi import require_direct
 
-    require_direct(settings, "indexing (dbembed run)")
+    require_direct(settings.store, "indexing (dbembed run)")
     started = time.perf_counter()
     root_list = normalize_roots(roots)
     conn = open_connection(settings)

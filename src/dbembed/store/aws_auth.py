@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from dbembed.errors import ConfigError, DatabaseUnavailable
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import StoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ _cache_lock = threading.Lock()
 _clients: dict[tuple[str | None, str | None, str], Any] = {}
 
 
-def _client(service: str, settings: Settings, region: str | None = None) -> Any:
+def _client(service: str, settings: StoreSettings, region: str | None = None) -> Any:
     """A cached boto3 client (creating sessions is slow; clients are thread-safe)."""
     key = (settings.aws_profile, region or settings.aws_region, service)
     with _cache_lock:
@@ -65,7 +65,7 @@ def clear_caches() -> None:
         _clients.clear()
 
 
-def load_secret(settings: Settings, *, refresh: bool = False) -> dict[str, Any]:
+def load_secret(settings: StoreSettings, *, refresh: bool = False) -> dict[str, Any]:
     """The secret's JSON as a dict, cached for ``SECRET_TTL_S`` seconds."""
     secret_id = settings.db_secret_id
     if not secret_id:
@@ -101,7 +101,7 @@ def load_secret(settings: Settings, *, refresh: bool = False) -> dict[str, Any]:
     return data
 
 
-def iam_token(host: str, port: int, user: str, settings: Settings) -> str:
+def iam_token(host: str, port: int, user: str, settings: StoreSettings) -> str:
     """A fresh IAM auth token (valid 15 minutes) for one connection."""
     region = settings.aws_region or region_from_host(host)
     try:
@@ -134,7 +134,7 @@ def _aws_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def default_sslmode(settings: Settings) -> str | None:
+def default_sslmode(settings: StoreSettings) -> str | None:
     """The sslmode to use when the user set none: TLS is mandatory with IAM auth."""
     if settings.db_sslmode:
         return settings.db_sslmode
@@ -145,7 +145,7 @@ def default_sslmode(settings: Settings) -> str | None:
     return None
 
 
-def connection_params(base: str | None, settings: Settings) -> dict[str, Any]:
+def connection_params(base: str | None, settings: StoreSettings) -> dict[str, Any]:
     """Merge the URL (if any), the secret and settings into libpq keyword parameters.
 
     With IAM auth the password is a brand-new token; otherwise the secret's password
@@ -181,7 +181,7 @@ def connection_params(base: str | None, settings: Settings) -> dict[str, Any]:
     return params
 
 
-def aws_conninfo(settings: Settings) -> str:
+def aws_conninfo(settings: StoreSettings) -> str:
     """The libpq connection string for Secrets Manager and/or IAM authentication.
 
     Called for every new connection, so an IAM token in it is always fresh.
@@ -191,7 +191,7 @@ def aws_conninfo(settings: Settings) -> str:
     return make_conninfo(**connection_params(settings.database_url, settings))
 
 
-def refresh_conninfo(info: str, settings: Settings, *, reload_secret: bool = False) -> str:
+def refresh_conninfo(info: str, settings: StoreSettings, *, reload_secret: bool = False) -> str:
     """Re-resolve ``info`` right before a connection attempt (see ``resume.connect_with_retry``).
 
     A retry loop can outlive a token, and ``store.connection.conninfo`` returns a plain

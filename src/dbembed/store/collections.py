@@ -18,7 +18,7 @@ from dbembed.errors import CollectionMismatch, NotFound
 if TYPE_CHECKING:
     import psycopg
 
-    from dbembed.config import Settings
+    from dbembed.config import StoreSettings
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def check_compatible(coll: Collection, model: str, dimensions: int) -> None:
 
 
 def ensure_collection(
-    conn: psycopg.Connection, name: str, model: str, dimensions: int, settings: Settings
+    conn: psycopg.Connection, name: str, model: str, dimensions: int, settings: StoreSettings
 ) -> Collection:
     """Get or create the collection and its chunk table; refuse a different model/dimension."""
     existing = get_collection(conn, name)

@@ -6,6 +6,9 @@ registered); ``open_pool(settings)`` is its pool variant for the HTTP server.
 ``conninfo(settings)`` resolves the connection string (URL, or the embedded
 server under the user's data dir, started on demand); ``connect(settings)``
 only opens a connection.  Both servers run the same code after that.
+
+These entry points take the store section (``settings.store``); while callers move over they
+also accept the whole ``Settings``.  Everything below them takes ``StoreSettings`` only.
 """
 
 from __future__ import annotations
@@ -17,13 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dbembed.config import ApiSettings, Settings, StoreSettings
 from dbembed.errors import DatabaseUnavailable, mask_url
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
-
-    from dbembed.config import Settings
 
 log = logging.getLogger(__name__)
 _embedded_lock = threading.Lock()
@@ -32,6 +34,11 @@ _migrated: set[str] = set()  # databases this process has migrated (see open_con
 _migrate_lock = threading.Lock()  # one migration at a time per process; others wait, then skip it
 
 MIN_PGVECTOR = (0, 7, 0)
+
+
+def store_section(settings: Settings | StoreSettings) -> StoreSettings:
+    """``settings.store`` for the whole settings object, else ``settings`` itself."""
+    return settings.store if isinstance(settings, Settings) else settings
 
 
 def embedded_conninfo(data_dir: Path, database: str = "postgres") -> str:
@@ -58,13 +65,14 @@ def embedded_conninfo(data_dir: Path, database: str = "postgres") -> str:
         return str(server.get_uri(database=database))
 
 
-def conninfo(settings: Settings) -> str:
+def conninfo(settings: Settings | StoreSettings) -> str:
     """The connection string for these settings (starting the embedded server if needed).
 
     Raises ``UsageError`` for an RDS Data API URL: it has no connection string (see ``connect``).
     """
     from dbembed.store.dataapi import is_data_api_url, require_direct
 
+    settings = store_section(settings)
     if is_data_api_url(settings.database_url):
         require_direct(settings, "this command")
     if settings.db_secret_id or settings.db_iam_auth:
@@ -79,7 +87,7 @@ def conninfo(settings: Settings) -> str:
     return embedded_conninfo(settings.resolved_data_dir())
 
 
-def _connect_kwargs(settings: Settings) -> dict[str, Any]:
+def _connect_kwargs(settings: StoreSettings) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"connect_timeout": max(1, int(settings.db_connect_timeout_s))}
     if settings.db_sslmode:
         kwargs["sslmode"] = settings.db_sslmode
@@ -89,7 +97,7 @@ def _connect_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def connect(
-    settings: Settings, *, autocommit: bool = True, register_vector: bool = True
+    settings: Settings | StoreSettings, *, autocommit: bool = True, register_vector: bool = True
 ) -> psycopg.Connection:
     """Open a connection, with pgvector types registered (after migrations created the extension).
 
@@ -100,6 +108,7 @@ def connect(
 
     from dbembed.store.dataapi import connect_data_api, is_data_api_url
 
+    settings = store_section(settings)
     if is_data_api_url(settings.database_url):
         return connect_data_api(settings)  # type: ignore[return-value]
     info = conninfo(settings)
@@ -113,7 +122,7 @@ def connect(
     return conn
 
 
-def _open_with_resume_retry(info: str, settings: Settings, *, autocommit: bool) -> psycopg.Connection:
+def _open_with_resume_retry(info: str, settings: StoreSettings, *, autocommit: bool) -> psycopg.Connection:
     """Connect; retry with backoff while the server says it is starting/resuming (Aurora auto-pause)."""
     try:
         from dbembed.store.resume import connect_with_retry  # type: ignore[import-not-found]
@@ -140,14 +149,14 @@ def try_register_vector(conn: psycopg.Connection) -> bool:
         return False
 
 
-def database_key(conn: Any, settings: Settings) -> str:
+def database_key(conn: Any, settings: StoreSettings) -> str:
     """Which database ``conn`` is on: ``host:port/dbname``, or the ``rds-data://`` URL."""
     if getattr(conn, "is_data_api", False):
         return str(settings.database_url)
     return f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
 
 
-def ensure_migrated(conn: Any, settings: Settings) -> bool:
+def ensure_migrated(conn: Any, settings: StoreSettings) -> bool:
     """Apply pending migrations unless this process already did on this database; True if it ran them.
 
     Thread-safe: concurrent callers wait for the first one's migration, then skip it."""
@@ -171,7 +180,7 @@ def forget_migrated() -> None:
         _migrated.clear()
 
 
-def open_connection(settings: Settings, *, autocommit: bool = True) -> psycopg.Connection:
+def open_connection(settings: Settings | StoreSettings, *, autocommit: bool = True) -> psycopg.Connection:
     """A ready connection: connected, migrations applied (once per process per database) and
     pgvector's types registered.  The caller closes it (or uses ``connection(settings)``).
 
@@ -179,6 +188,7 @@ def open_connection(settings: Settings, *, autocommit: bool = True) -> psycopg.C
     travel as text).  Raises ``DatabaseUnavailable`` when the server cannot be reached or pgvector
     is missing or too old.  A psycopg connection must not be shared between threads; open one per
     thread, or use ``open_pool``."""
+    settings = store_section(settings)
     conn = connect(settings, autocommit=autocommit, register_vector=False)
     try:
         ensure_migrated(conn, settings)
@@ -189,21 +199,24 @@ def open_connection(settings: Settings, *, autocommit: bool = True) -> psycopg.C
     return conn
 
 
-def open_pool(settings: Settings, *, max_size: int | None = None) -> ConnectionPool:
+def open_pool(settings: Settings | StoreSettings, *, max_size: int | None = None) -> ConnectionPool:
     """A psycopg connection pool of ready connections (autocommit, pgvector types registered on each)
     for a multi-threaded server; migrations are applied first, once per process per database.
 
-    ``max_size`` defaults to ``settings.api_db_pool_size``.  The pool is thread-safe; each
+    ``max_size`` defaults to ``api.db_pool_size`` (of ``settings``, when it is the whole object).  The pool is thread-safe; each
     connection taken from it belongs to one thread until given back.  Close it when done.
     Raises ``UsageError`` for an ``rds-data://`` URL (the Data API has no connections to pool) and
     ``DatabaseUnavailable`` when the server cannot be reached."""
     from psycopg_pool import ConnectionPool
 
+    if max_size is None and isinstance(settings, Settings):
+        max_size = settings.api.db_pool_size
+    settings = store_section(settings)
     open_connection(settings).close()  # migrate first; a clear DatabaseUnavailable message if down
     pool = ConnectionPool(
         conninfo(settings),
         min_size=1,
-        max_size=max(1, max_size or settings.api_db_pool_size),
+        max_size=max(1, max_size or ApiSettings().db_pool_size),
         kwargs={"autocommit": True, **_connect_kwargs(settings)},
         configure=_configure_pooled,
         open=False,
@@ -221,7 +234,7 @@ def _configure_pooled(conn: psycopg.Connection) -> None:
 
 
 @contextlib.contextmanager
-def connection(settings: Settings, **kwargs: Any) -> Iterator[psycopg.Connection]:
+def connection(settings: Settings | StoreSettings, **kwargs: Any) -> Iterator[psycopg.Connection]:
     """``open_connection`` as a context manager: the connection is closed afterwards."""
     conn = open_connection(settings, **kwargs)
     try:

@@ -44,7 +44,7 @@ from dbembed.store import dataapi_sql as wire
 from dbembed.store.dataapi_config import SCHEME, Target, client, is_data_api_url, parse_url, require_direct
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import StoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ _FATAL_CODES = {
 }  # fmt: skip
 
 
-def connect_data_api(settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> DataApiConnection:
+def connect_data_api(settings: StoreSettings, *, sleep: Callable[[float], None] = time.sleep) -> DataApiConnection:
     """A Data API "connection" (no network traffic until the first statement)."""
     assert settings.database_url is not None
     target = parse_url(settings.database_url, settings)

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, unquote
 from dbembed.errors import ConfigError, DatabaseUnavailable, UsageError
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import StoreSettings
 
 SCHEME = "rds-data://"
 
@@ -33,7 +33,7 @@ def is_data_api_url(url: str | None) -> bool:
     return bool(url) and str(url).startswith(SCHEME)
 
 
-def parse_url(url: str, settings: Settings | None = None) -> Target:
+def parse_url(url: str, settings: StoreSettings | None = None) -> Target:
     """``rds-data://<cluster-arn>/<database>?secret_arn=<arn>[&region=<r>]``.
 
     The secret may instead come from ``db_secret_id``; the region defaults to the ARN's.
@@ -57,7 +57,7 @@ def parse_url(url: str, settings: Settings | None = None) -> Target:
     return Target(arn, database, secret, region)
 
 
-def require_direct(settings: Settings, what: str = "indexing") -> None:
+def require_direct(settings: StoreSettings, what: str = "indexing") -> None:
     """Raise UsageError (exit 2) when ``database_url`` is a Data API URL."""
     if is_data_api_url(settings.database_url):
         raise UsageError(
@@ -71,7 +71,7 @@ _clients: dict[tuple[str | None, str | None, str | None], Any] = {}
 _clients_lock = threading.Lock()
 
 
-def client(settings: Settings, region: str | None) -> Any:
+def client(settings: StoreSettings, region: str | None) -> Any:
     """A cached boto3 ``rds-data`` client (thread-safe once built)."""
     key = (region, settings.aws_profile, settings.rds_data_endpoint_url)
     with _clients_lock:

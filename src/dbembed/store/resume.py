@@ -25,7 +25,7 @@ from dbembed.errors import mask_url
 if TYPE_CHECKING:
     import psycopg
 
-    from dbembed.config import Settings
+    from dbembed.config import StoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _first_line(exc: BaseException) -> str:
 
 def connect_with_retry(
     info: str,
-    settings: Settings,
+    settings: StoreSettings,
     *,
     autocommit: bool = True,
     sleep: Callable[[float], None] = time.sleep,
