@@ -33,7 +33,12 @@ from benchmarks.common import PgServer, Results
 from benchmarks.speed_data import make_short_db, make_small_files, make_tree
 from benchmarks.speed_tools import OneCall, Workload, dbembed_wall, med, run_dbembed, run_langchain, run_llm
 
-TORCH_FP32 = ("--backend", "torch", "--precision", "fp32")
+VARIANTS = {
+    "auto": ("dbembed (auto)", ()),
+    "torch-fp32": ("dbembed (torch fp32)", ("--backend", "torch", "--precision", "fp32")),
+    "openvino-fp32": ("dbembed (openvino fp32)", ("--backend", "openvino", "--precision", "fp32")),
+}
+AUTO = dict([VARIANTS["auto"]])
 
 
 class Speed:
@@ -60,19 +65,26 @@ class Speed:
 
     # -- workloads ------------------------------------------------------------------------
     def workload(
-        self, w: Workload, rounds: int, dbembed_labels: dict[str, tuple[str, ...]], one: bool
+        self,
+        w: Workload,
+        rounds: int,
+        dbembed_labels: dict[str, tuple[str, ...]],
+        one: bool,
+        peer_rounds: int | None = None,
     ) -> None:
         t0 = time.perf_counter()
-        for r in range(rounds):
-            for label, extra in dbembed_labels.items():
+        peer_rounds = rounds if peer_rounds is None else peer_rounds
+        for r in range(max(rounds, peer_rounds)):
+            for label, extra in dbembed_labels.items() if r < rounds else ():
                 calls = self.one if one else None
                 self.guarded(label, run_dbembed, w, self.work, self.pg, label, extra, r, calls)
-            self.guarded("llm embed-multi", run_llm, w, self.work, r)
-            self.guarded("LangChain PGVector", run_langchain, w, self.work, self.pg, r)
+            if r < peer_rounds:
+                self.guarded("llm embed-multi", run_llm, w, self.work, r)
+                self.guarded("LangChain PGVector", run_langchain, w, self.work, self.pg, r)
         distinct = len({d.text for d in w.docs})
         self.say(
             f"{w.name}: {len(w.docs)} row documents ({distinct} distinct); whole processes; median of "
-            f"{rounds} round(s); {time.perf_counter() - t0:.0f} s"
+            f"{rounds} round(s) (llm, LangChain: {peer_rounds}); {time.perf_counter() - t0:.0f} s"
         )
         self.say(f"{'tool':<24}{'full run s':>12}{'no-op s':>10}{'1-row edit s':>14}")
         for tool in w.times:
@@ -174,6 +186,10 @@ def speed(
     big_rounds: int = 1,
     tree: tuple[int, int] = (500, 40),
     small_files: int = 20000,
+    peer_rounds: int | None = None,
+    variants: tuple[str, ...] | list[str] = ("auto", "torch-fp32"),
+    runtime_docs: int = 0,
+    int8_rows: int = 500,
 ) -> list[str]:
     """Run every part; returns the output lines (also stored as ``res.facts['speed output']``)."""
     from dbembed.embed.backends import cpu_description
@@ -187,18 +203,21 @@ def speed(
         _, summ = dbembed_wall(warm, pg.new_database("warm"))
         sp.say(f"auto picked: {summ.get('runtime')} (decision and export made before timing)")
         short = Workload("short texts", make_short_db(work / "speed-short" / "tracks.db", short_rows).parent)
-        sp.workload(short, rounds, {"dbembed (auto)": (), "dbembed (torch fp32)": TORCH_FP32}, one=True)
+        labels = dict(VARIANTS[v] for v in ("auto", *variants))
+        sp.workload(short, rounds, labels, one=True, peer_rounds=peer_rounds)
         sp.efficiency(short)
         sp.close()
-        sp.guarded("runtimes", lambda: sp.runtimes([d.text for d in short.docs]))
-        sp.guarded("int8", lambda: _int8(sp, short))
+        texts = [d.text for d in short.docs][: runtime_docs or None]
+        sp.guarded("runtimes", lambda: sp.runtimes(texts))
+        sp.guarded("int8", lambda: _int8(sp, texts, int8_rows))
         sp.guarded(
             "tree",
             lambda: sp.workload(
                 Workload("20k-row tree", make_tree(work / "speed-tree", *tree)),
                 big_rounds,
-                {"dbembed (auto)": ()},
+                AUTO,
                 one=False,
+                peer_rounds=min(big_rounds, peer_rounds if peer_rounds is not None else big_rounds),
             ),
         )
         if small_files:
@@ -212,8 +231,9 @@ def speed(
                 lambda: sp.workload(
                     Workload(f"{small_files} one-row files", root),
                     big_rounds,
-                    {"dbembed (auto)": ()},
+                    AUTO,
                     one=False,
+                    peer_rounds=min(big_rounds, peer_rounds if peer_rounds is not None else big_rounds),
                 ),
             )
     finally:
@@ -223,8 +243,8 @@ def speed(
     return sp.lines
 
 
-def _int8(sp: Speed, short: Workload) -> None:
+def _int8(sp: Speed, texts: list[str], rows: int) -> None:
     from benchmarks.speed_int8 import int8_quality
 
-    for line in int8_quality(sp.res, sp.work, [d.text for d in short.docs]):
+    for line in int8_quality(sp.res, sp.work, texts, rows=rows):
         sp.say(line)

@@ -94,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--short-rows", type=int, default=3500)
     sp.add_argument("--tree", default="500x40", help="FILESxROWS of the generated tree.")
     sp.add_argument("--small-files", type=int, default=20000, help="One-row files (0: skip).")
+    sp.add_argument("--peer-rounds", type=int, help="Rounds of llm and LangChain (default: as dbembed).")
+    sp.add_argument(
+        "--variants", nargs="*", default=["auto", "torch-fp32"], choices=("auto", "torch-fp32", "openvino-fp32"),
+        help="dbembed runtimes timed as whole processes on the short texts.",
+    )  # fmt: skip
+    sp.add_argument("--runtime-docs", type=int, default=0, help="Documents in the runtimes table (0: all).")
+    sp.add_argument("--int8-rows", type=int, default=500, help="Rows per file (4 files) of the int8 data.")
     args = ap.parse_args(argv)
     global _REPORT
     tag = ("-long" if args.long else "") + (f"-{args.tag}" if args.tag else "")
@@ -210,6 +217,8 @@ def _speed(res: Results, work: Path, pg: PgServer, args: argparse.Namespace) -> 
     speed(
         res, work, pg, args.competitor_python, short_rows=args.short_rows, rounds=args.rounds,
         big_rounds=args.big_rounds, tree=(files, rows), small_files=args.small_files,
+        peer_rounds=args.peer_rounds, variants=args.variants, runtime_docs=args.runtime_docs,
+        int8_rows=args.int8_rows,
     )  # fmt: skip
 
 
