@@ -209,11 +209,12 @@ def speed(
         sp.close()
         texts = [d.text for d in short.docs][: runtime_docs or None]
         sp.guarded("runtimes", lambda: sp.runtimes(texts))
-        sp.guarded("int8", lambda: _int8(sp, texts, int8_rows))
         sp.guarded(
             "tree",
             lambda: sp.workload(
-                Workload("20k-row tree", make_tree(work / "speed-tree", *tree)),
+                Workload(
+                    f"{tree[0] * tree[1]}-row tree ({tree[0]} files)", make_tree(work / "speed-tree", *tree)
+                ),
                 big_rounds,
                 AUTO,
                 one=False,
@@ -236,6 +237,8 @@ def speed(
                     peer_rounds=min(big_rounds, peer_rounds if peer_rounds is not None else big_rounds),
                 ),
             )
+        if int8_rows:  # last: slow, and only a verdict
+            sp.guarded("int8", lambda: _int8(sp, texts, int8_rows))
     finally:
         sp.close()
         sp.say(f"(speed section took {time.perf_counter() - t0:.0f} s)")

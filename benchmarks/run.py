@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         help="dbembed runtimes timed as whole processes on the short texts.",
     )  # fmt: skip
     sp.add_argument("--runtime-docs", type=int, default=0, help="Documents in the runtimes table (0: all).")
-    sp.add_argument("--int8-rows", type=int, default=500, help="Rows per file (4 files) of the int8 data.")
+    sp.add_argument("--int8-rows", type=int, default=500, help="Rows per file (4 files) of the int8 data (0: skip).")
     args = ap.parse_args(argv)
     global _REPORT
     tag = ("-long" if args.long else "") + (f"-{args.tag}" if args.tag else "")
