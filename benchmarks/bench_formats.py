@@ -19,9 +19,9 @@ Quality, per format and search mode (vector, hybrid = the default, lexical):
   This is where labels could earn their tokens: the same item appears in every table, and only
   the table's kind of text (or its name, in ``table-columns``) tells them apart.
 
-Cost: tokens per document (the model's tokenizer, special tokens excluded) and model time:
-``embed_documents`` over each format's distinct documents, formats interleaved, several rounds,
-medians, one loaded model.
+Cost: tokens per document over every row (the model's tokenizer, special tokens excluded) and
+model time: ``embed_documents`` over the same ``sample`` rows in each format, formats interleaved,
+several rounds, medians, one loaded model.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def documents(root: Path, fmt: str) -> list[str]:
     return out
 
 
-def cost(res: Results, root: Path, rounds: int) -> dict[str, dict[str, float]]:
+def cost(res: Results, root: Path, rounds: int, sample: int) -> dict[str, dict[str, float]]:
     """Tokens per document and model time per format (interleaved rounds, medians)."""
     from dbembed.config import load_settings
     from dbembed.embed.offline import offline_profile
@@ -152,14 +152,16 @@ def cost(res: Results, root: Path, rounds: int) -> dict[str, dict[str, float]]:
 
     settings = load_settings(model=MODEL, **RUNTIME)
     profile = offline_profile(settings)
-    docs = {f: list(dict.fromkeys(documents(root, f))) for f in FORMATS}
+    docs = {f: documents(root, f) for f in FORMATS}  # row by row: the same rows in every format
+    step = max(1, len(docs["values"]) // sample)
+    picked = {f: d[::step][:sample] for f, d in docs.items()}
     provider = get_provider(settings)
-    provider.embed_documents(docs["values"][:64])  # warm-up: first-call allocations
+    provider.embed_documents(picked["values"][:64])  # warm-up: first-call allocations
     times: dict[str, list[float]] = {f: [] for f in FORMATS}
     for _ in range(rounds):
         for f in FORMATS:
             t0 = time.perf_counter()
-            provider.embed_documents(docs[f])
+            provider.embed_documents(picked[f])
             times[f].append(time.perf_counter() - t0)
     out = {}
     for f in FORMATS:
@@ -172,17 +174,19 @@ def cost(res: Results, root: Path, rounds: int) -> dict[str, dict[str, float]]:
         }
         res.add(
             "formats cost", f"{f}: tokens per document", out[f]["tokens"], "tokens",
-            f"{len(docs[f])} distinct documents, {out[f]['chars']:.0f} characters each on average",
+            f"{len(docs[f])} row documents, {out[f]['chars']:.0f} characters each on average",
         )  # fmt: skip
         res.add(
             "formats cost", f"{f}: model time", out[f]["model_s"], "s",
-            f"embed_documents over all {len(docs[f])} documents, median of {rounds}: "
+            f"embed_documents over the same {len(picked[f])} rows, median of {rounds}: "
             + ", ".join(f"{t:.1f}" for t in times[f]),
         )  # fmt: skip
     return out
 
 
-def formats(res: Results, work: Path, pg: PgServer, *, files: int, rows: int, rounds: int = 2) -> None:
+def formats(
+    res: Results, work: Path, pg: PgServer, *, files: int, rows: int, rounds: int = 2, sample: int = 600
+) -> None:
     """The ``formats`` section; see the module docstring."""
     from dbembed.generate import generate
 
@@ -220,7 +224,7 @@ def formats(res: Results, work: Path, pg: PgServer, *, files: int, rows: int, ro
         quality[fmt] = got = evaluate(url, planted, labelled)
         for name, value in got.items():
             res.add("formats quality", f"{fmt}: {name}", value, "")
-    costs = cost(res, root, rounds)
+    costs = cost(res, root, rounds, sample)
     _table(res, quality, costs)
     _ratios(res, quality, costs)
 
@@ -240,7 +244,7 @@ def _table(res: Results, quality: dict[str, dict[str, float]], costs: dict[str, 
                 f"{q[f'planted en {mode} hit']:.3f}", f"{q[f'planted en {mode} mrr']:.3f}",
                 f"{q[f'planted ja {mode} hit']:.3f}", f"{q[f'planted ja {mode} mrr']:.3f}",
                 f"{q[f'labelled en {mode} recall']:.3f}", f"{q[f'labelled ja {mode} recall']:.3f}",
-                f"{c['tokens']:.1f}", f"{c['model_s']:.1f} s ({c['model_s'] / base:.2f}x)",
+                f"{c['tokens']:.1f}", f"{c['model_s']:.2f} s ({c['model_s'] / base:.2f}x)",
             ])  # fmt: skip
     res.tables["document formats"] = (header, rows)
 

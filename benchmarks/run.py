@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 _guard(res, "search latency 100k", lambda: bench_quality.latency_100k(res, pg, qurl, queries))
         if "formats" in want:
             # Document formats: tokens, model time and search quality of each.
-            ffiles, frows = (8, 1500) if long else (8, 600)
+            ffiles, frows = (8, 1500) if long else (8, 400)
             _guard(res, "formats", lambda: bench_formats.formats(res, work, pg, files=ffiles, rows=frows))
         if "speed" in want:
             _guard(res, "speed", lambda: _speed(res, work, pg, args))
