@@ -26,6 +26,7 @@ several rounds, medians, one loaded model.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import statistics
 import time
@@ -190,6 +191,7 @@ def formats(
     """The ``formats`` section; see the module docstring."""
     from dbembed.generate import generate
 
+    load_before = os.getloadavg()[1]
     root = work / "formats-data"
     planted_file = work / "formats-planted.json"
     generate(
@@ -225,6 +227,11 @@ def formats(
         for name, value in got.items():
             res.add("formats quality", f"{fmt}: {name}", value, "")
     costs = cost(res, root, rounds, sample)
+    res.facts["formats machine load"] = (
+        f"5-minute load average {load_before:.1f} at the start, {os.getloadavg()[1]:.1f} at the end "
+        f"on {os.cpu_count()} cores (other processes shared the machine: times are comparable only "
+        "within this run)"
+    )
     _table(res, quality, costs)
     _ratios(res, quality, costs)
 
