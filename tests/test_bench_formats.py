@@ -7,6 +7,7 @@ from pathlib import Path
 
 from benchmarks.bench_formats import FORMATS, INTENTS, documents, labelled_set
 from benchmarks.common import Results
+from benchmarks.docs import sqlite_files
 from benchmarks.report import render_markdown, render_table
 
 
@@ -28,7 +29,7 @@ def test_labelled_set_lists_exactly_the_rows_naming_the_item(tmp_path: Path) -> 
                 conn.close()
             assert table == q.table and item.casefold() in " ".join(v or "" for v in values).casefold()
         naming = 0  # and no row of that table that names the item is missing
-        for path in sorted(root.rglob("*.db")):
+        for path in sqlite_files(root):
             conn = sqlite3.connect(path)
             try:
                 if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (q.table,)).fetchone():
