@@ -92,7 +92,7 @@ def _measure(conn: Any, settings: Any, mt: Any, n: int, users: int, label: str) 
             hits = memory.search(c, mt, actor, q, 10, settings)
         t1 = time.perf_counter()
         with scoped(conn, actor, rls=True) as c:
-            history.add_turn(c, h, actor, 10_000 + i, f"question {i} {label}", f"answer {i}")
+            history.add_turn(c, h, actor, history.NewTurn(10_000 + i, f"question {i} {label}", f"answer {i}"))
         t2 = time.perf_counter()
         assert len(hits) == 10
         if i >= 10:

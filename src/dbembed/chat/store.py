@@ -116,19 +116,9 @@ class ChatStore:
         limit = self.settings.max_text_chars
         user_input = clean_input(user_input, "user_input", limit)
         bot_response = clean_input(bot_response, "bot_response", limit)
-        theme = self._theme(theme)
+        new = history.NewTurn(chat_id, user_input, bot_response, self._theme(theme), turn_no, created_at)
         with scoped(self.conn, actor, rls=self.rls) as conn:
-            return history.add_turn(
-                conn,
-                self.history,
-                actor,
-                chat_id,
-                user_input,
-                bot_response,
-                theme,
-                turn_no,
-                created_at,
-            )
+            return history.add_turn(conn, self.history, actor, new)
 
     def list_chats(
         self, actor: Actor, *, limit: int = 50, cursor: str | None = None, theme: str | None = None
@@ -202,7 +192,12 @@ class ChatStore:
     def get_memory(self, actor: Actor, memory_id: int) -> memory.MemoryHit:
         with scoped(self.conn, actor, rls=self.rls) as conn:
             mt = self._memory(create=False)
-            if mt is None or isinstance(memory_id, bool) or not isinstance(memory_id, int) or not 0 < memory_id < 2**63:
+            if (
+                mt is None
+                or isinstance(memory_id, bool)
+                or not isinstance(memory_id, int)
+                or not 0 < memory_id < 2**63
+            ):
                 from dbembed.errors import NotFound
 
                 raise NotFound(f"memory {memory_id} not found")

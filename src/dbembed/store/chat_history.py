@@ -71,25 +71,29 @@ def _who(h: HistoryTable, actor: Actor) -> tuple[sql.Composable, dict[str, Any]]
     return cond, {"tenant": actor.tenant_id, "user": actor.user_id}
 
 
-def add_turn(
-    conn: psycopg.Connection,
-    h: HistoryTable,
-    actor: Actor,
-    chat_id: int,
-    user_input: str,
-    bot_response: str,
-    theme: str | None = None,
-    turn_no: int | None = None,
-    created_at: datetime | None = None,
-) -> Turn:
-    """Insert one turn; without ``turn_no`` it is the chat's next number."""
+@dataclass(frozen=True)
+class NewTurn:
+    """A turn to store: texts and theme already cleaned (``scope.clean_input``); ``theme`` None
+    keeps the chat's theme, ``turn_no`` None takes the chat's next number, ``created_at`` None is now."""
+
+    chat_id: int
+    user_input: str
+    bot_response: str
+    theme: str | None = None
+    turn_no: int | None = None
+    created_at: datetime | None = None
+
+
+def add_turn(conn: psycopg.Connection, h: HistoryTable, actor: Actor, new: NewTurn) -> Turn:
+    """Insert one turn of the actor's; raises ``InvalidInput`` (turn number), ``Conflict`` (it exists)."""
+    chat_id, theme, turn_no = new.chat_id, new.theme, new.turn_no
     if h.mapped and actor.tenant_id != "default":
         raise UsageError("mapped chat tables have no tenant column; only tenant 'default' can use them")
     if turn_no is not None and (h.mapped or turn_no < 0 or turn_no > 2**31 - 1):
         raise InvalidInput("turn number must be 0..2^31-1 (and cannot be set on mapped tables)")
     who, params = _who(h, actor)
-    params |= {"chat": chat_id, "theme": theme, "input": user_input, "response": bot_response}
-    params |= {"turn": turn_no, "created": created_at}
+    params |= {"chat": chat_id, "theme": theme, "input": new.user_input, "response": new.bot_response}
+    params |= {"turn": turn_no, "created": new.created_at}
     if theme is None and h.mapped:  # a chat keeps its theme: inherit the latest turn's
         row = conn.execute(
             sql.SQL(
