@@ -65,16 +65,16 @@ def worker_scaling(res: Results, root: Path, work: Path, pg: PgServer, counts: t
 
 def planted_hit_rate(res: Results, url: str, planted: Path, root: Path) -> None:
     try:
-        from dbembed import api_lib
+        import dbembed.service
     except ImportError as exc:
-        raise Unavailable(f"dbembed.api_lib not importable: {exc}") from exc
+        raise Unavailable(f"dbembed.service not importable: {exc}") from exc
     # The English paraphrase pairs (the series this section has always reported); the other query
     # types are measured per mode by bench_quality.
     pairs = [p for p in json.loads(planted.read_text(encoding="utf-8")) if p.get("lang", "en") == "en"]
     hits, rr = 0, 0.0
     for pair in pairs:
         want = (str((root / pair["file"]).resolve()), pair["table"], pair["row_key"])
-        found = api_lib.search(pair["query"], k=10, database_url=url)
+        found = dbembed.search(pair["query"], k=10, database_url=url)
         for rank, h in enumerate(found, 1):
             if (str(Path(h.path).resolve()), h.table, h.row_key) == want:
                 hits += 1

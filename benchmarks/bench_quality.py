@@ -70,12 +70,12 @@ def evaluate(
     url: str, model: str, queries: list[Query], **runtime: str
 ) -> dict[tuple[str, str], dict[str, float]]:
     """(type, mode) -> {hit, mrr, ndcg, n} (no_answer: {empty, exact_claim, n})."""
-    from dbembed import api_lib
+    import dbembed.service
 
     acc: dict[tuple[str, str], list[Any]] = {}
     for q in queries:
         for mode in MODES:
-            hits = api_lib.search(q.text, K, database_url=url, model=model, mode=mode, **runtime)
+            hits = dbembed.search(q.text, K, database_url=url, model=model, mode=mode, **runtime)
             if q.want is None:
                 acc.setdefault((q.type, mode), []).append(hits)
             else:
@@ -217,7 +217,7 @@ def latency_100k(res: Results, pg: PgServer, src_url: str, queries: list[Query],
     """p50/p95 per mode on ``n`` chunks; load and index cost of the lexical side."""
     import psycopg
 
-    from dbembed import api_lib
+    import dbembed.service
     from dbembed.config import load_settings
     from dbembed.store.chunks import ChunkRecord, copy_chunks, to_numpy
     from dbembed.store.collections import ensure_collection, ensure_hnsw
@@ -284,7 +284,7 @@ def latency_100k(res: Results, pg: PgServer, src_url: str, queries: list[Query],
         )  # fmt: skip
         res.add(section, "GIN build (lexical)", gin_s, "s", f"HNSW build {hnsw_s:.1f}s")
 
-        provider = api_lib.provider_for(settings, "local:all-MiniLM-L6-v2")
+        provider = dbembed.service.default_providers.get(settings, "local:all-MiniLM-L6-v2")
         emb_lat = []
         qv = []
         for q in queries:

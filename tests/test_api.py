@@ -33,11 +33,9 @@ class ApiEnv:
 @pytest.fixture()
 def api_env(serving_settings, settings, minilm) -> Iterator[ApiEnv]:  # noqa: ANN001
     """The app over each transport (psycopg pool; RDS Data API stand-in); seeding/sync as the owner."""
-    import dbembed.api_lib as api_lib
+    import dbembed.service
 
-    api_lib._providers[(minilm.model_id, None, None)] = (
-        minilm  # the file-index search reuses the loaded model
-    )
+    dbembed.service.default_providers.put(minilm)  # the file-index search reuses the loaded model
     app = create_app(serving_settings)
     app.state.dbembed.cache["provider"] = minilm
     with TestClient(app) as client, open_store(settings) as store:
@@ -218,14 +216,14 @@ def test_files_and_runs_status(api_env: ApiEnv) -> None:
 
 
 def test_file_index_search_with_filters(api_env: ApiEnv, tmp_path) -> None:  # noqa: ANN001
-    import dbembed.api_lib as api_lib
+    import dbembed.service
     from tests.helpers import PLANTED, make_db, tickets_for
 
     tickets = tickets_for(1)
     tickets[3] = (4, "Damaged", PLANTED)
     make_db(tmp_path / "src" / "shop.db", tickets)
     make_db(tmp_path / "src" / "other.db", tickets_for(2))
-    api_lib.index([tmp_path / "src"], settings=api_env.store.settings)
+    dbembed.index([tmp_path / "src"], settings=api_env.store.settings)
     c, h = api_env.client, api_env.key(user="alice")
     hits = c.get("/v1/search", headers=h, params={"q": "refund for a crushed parcel", "k": 3}).json()["items"]
     assert (

@@ -176,9 +176,9 @@ def live_server(settings, minilm) -> Iterator[tuple[str, Any]]:  # noqa: ANN001
     """The real app on uvicorn over loopback (its own threadpool), with the session's model."""
     import uvicorn
 
-    import dbembed.api_lib as api_lib
+    import dbembed.service
 
-    api_lib._providers[(minilm.model_id, None, None)] = minilm
+    dbembed.service.default_providers.put(minilm)
     app = create_app(settings.model_copy(update={"api_db_pool_size": 4}))
     app.state.dbembed.cache["provider"] = minilm
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
@@ -197,7 +197,7 @@ def live_server(settings, minilm) -> Iterator[tuple[str, Any]]:  # noqa: ANN001
 
 
 def test_concurrent_requests_share_pool_and_provider_safely(live_server: tuple[str, Any], settings, tmp_path) -> None:  # noqa: ANN001
-    import dbembed.api_lib as api_lib
+    import dbembed.service
     from dbembed.chat import open_store
     from tests.helpers import PLANTED, make_db, tickets_for
 
@@ -205,7 +205,7 @@ def test_concurrent_requests_share_pool_and_provider_safely(live_server: tuple[s
     tickets = tickets_for(1)
     tickets[3] = (4, "Damaged", PLANTED)
     make_db(tmp_path / "src" / "shop.db", tickets)
-    api_lib.index([tmp_path / "src"], settings=settings)
+    dbembed.index([tmp_path / "src"], settings=settings)
     with open_store(settings) as store:
         _, token = create_key(store.conn, "t1")
         for user in range(8):

@@ -209,7 +209,7 @@ def test_cli_run_with_openvino_shares_the_collection_with_torch(
 ) -> None:
     from typer.testing import CliRunner
 
-    from dbembed import api_lib
+    import dbembed.service
     from dbembed.cli.main import app
 
     monkeypatch.chdir(tmp_path)
@@ -241,7 +241,7 @@ def test_cli_run_with_openvino_shares_the_collection_with_torch(
     text = runner.invoke(app, ["status", "--database-url", database_url]).stdout
     assert "[openvino fp32]" in text
     # The torch reference searches the same collection and finds the planted row first.
-    api_lib._providers[("local:all-MiniLM-L6-v2", None, None)] = minilm
+    dbembed.service.default_providers.put(minilm)
     res = runner.invoke(
         app,
         [

@@ -1,7 +1,7 @@
 """The CLI as a new user runs it: real SQLite files, the real embedded PostgreSQL, the real model.
 
 Most tests drive ``dbembed.cli.main.app`` in-process through typer's ``CliRunner`` with the
-session's MiniLM seeded into ``dbembed.api_lib._providers`` (the model loads once); two smoke
+session's MiniLM seeded into ``dbembed.service.default_providers`` (the model loads once); two smoke
 tests run ``python -m dbembed.cli.main`` as a real subprocess to check exit codes end to end.
 """
 
@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner, Result
 
-from dbembed import api_lib
+import dbembed.service
 from dbembed.cli.main import app
 from tests.helpers import PLANTED, make_db, tickets_for
 
@@ -67,9 +67,8 @@ def _clean_env(mp: pytest.MonkeyPatch, cwd: Path) -> None:
 
 def _seed_model(minilm: Any) -> None:
     """The CLI's default settings resolve to this provider key; reuse the session's loaded model."""
-    from dbembed.config import DEFAULT_MODEL
 
-    api_lib._providers[(DEFAULT_MODEL, None, None)] = minilm
+    dbembed.service.default_providers.put(minilm)
 
 
 def invoke(*args: str) -> Result:
@@ -507,7 +506,7 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the model was loaded before the error was found")
 
-    monkeypatch.setattr(api_lib, "provider_for", refuse)
+    monkeypatch.setattr("dbembed.service.Dbembed.provider_for", refuse)
 
 
 @pytest.mark.parametrize("command", ["run", "search", "status", "retry-failed", "dry-run"])

@@ -234,7 +234,7 @@ def test_bad_credentials_or_cluster_are_database_unavailable(settings, dataapi) 
 def test_indexing_refuses_a_data_api_url_with_exit_2(settings, tmp_path, monkeypatch) -> None:  # noqa: ANN001
     from typer.testing import CliRunner
 
-    from dbembed.api_lib import index
+    from dbembed import index
     from dbembed.cli.main import app
 
     url = dataapi_url(settings.database_url)

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbembed import api_lib
+import dbembed.service
 from dbembed.store.search import RRF_K, rrf
 from dbembed.text.lexical import lexical_tokens, query_tokens, tsquery_text, tsvector_binary, tsvector_text
 
@@ -120,9 +120,8 @@ def _jp_db(path: Path, rows: list[str], extra: list[str] | None = None) -> Path:
 
 @pytest.fixture()
 def indexed(settings: Any, minilm: Any, tmp_path: Path) -> Any:
-    from dbembed.config import DEFAULT_MODEL
 
-    api_lib._providers[(DEFAULT_MODEL, None, None)] = minilm
+    dbembed.service.default_providers.put(minilm)
     root = tmp_path / "tree"
     _jp_db(root / "a" / "diary.db", JP_ROWS)
     _jp_db(
@@ -130,30 +129,30 @@ def indexed(settings: Any, minilm: Any, tmp_path: Path) -> Any:
         ["富士山の頂上で見た初日の出は格別だった。", "今日は雨です。"],
         ["Whales at dawn."],
     )
-    summary = api_lib.index([root], settings)
+    summary = dbembed.index([root], settings)
     assert summary.files_ok == 2
     return settings
 
 
 def test_japanese_phrase_from_a_row_is_found_with_the_default_model(indexed: Any) -> None:
     phrase = "一生忘れられない美しさ"  # a phrase from inside the row, as a user would paste it
-    hits = api_lib.search(phrase, 5, settings=indexed)  # default mode: hybrid
+    hits = dbembed.search(phrase, 5, settings=indexed)  # default mode: hybrid
     assert "一生忘れられない美しさ" in hits[0].text and hits[0].path.endswith("diary.db")
     assert hits[0].lexical_score == pytest.approx(1.0) and hits[0].lexical_rank == 1
     assert hits[0].rank == 1 and hits[0].vector_score is not None
-    lex = api_lib.search(phrase, 5, settings=indexed, mode="lexical")
+    lex = dbembed.search(phrase, 5, settings=indexed, mode="lexical")
     assert "一生忘れられない美しさ" in lex[0].text and lex[0].vector_score is None
     assert [h.lexical_rank for h in lex] == [h.rank for h in lex] and lex[0].vector_rank is None
     # Full-width / half-width forms of a code find the same row.
     for q in ("INV-2024-0042", "ＩＮＶ－２０２４－００４２", "inv 2024 0042"):
-        assert "INV-2024-0042" in api_lib.search(q, 3, settings=indexed, mode="hybrid")[0].text
+        assert "INV-2024-0042" in dbembed.search(q, 3, settings=indexed, mode="hybrid")[0].text
 
 
 def test_english_description_still_finds_its_row(indexed: Any) -> None:
-    hits = api_lib.search("refund for a damaged delivery", 3, settings=indexed)
+    hits = dbembed.search("refund for a damaged delivery", 3, settings=indexed)
     assert "crushed" in hits[0].text
     assert hits[0].vector_rank == 1
-    vec = api_lib.search("refund for a damaged delivery", 3, settings=indexed, mode="vector")
+    vec = dbembed.search("refund for a damaged delivery", 3, settings=indexed, mode="vector")
     assert "crushed" in vec[0].text and vec[0].lexical_score is None
     assert vec[0].score == pytest.approx(vec[0].vector_score)
     assert [h.vector_rank for h in vec] == [1, 2, 3] and vec[0].lexical_rank is None
@@ -161,16 +160,16 @@ def test_english_description_still_finds_its_row(indexed: Any) -> None:
 
 def test_filters_apply_to_both_lists(indexed: Any) -> None:
     phrase = "富士山の頂上で見た初日の出"  # in both files
-    both = {h.path.rsplit("/", 1)[-1] for h in api_lib.search(phrase, 20, settings=indexed, mode="lexical")}
+    both = {h.path.rsplit("/", 1)[-1] for h in dbembed.search(phrase, 20, settings=indexed, mode="lexical")}
     assert both >= {"diary.db", "other.db"}
     for mode in ("lexical", "hybrid", "vector"):
-        hits = api_lib.search(phrase, 20, settings=indexed, mode=mode, file="other.db")
+        hits = dbembed.search(phrase, 20, settings=indexed, mode=mode, file="other.db")
         assert hits and {h.path.rsplit("/", 1)[-1] for h in hits} == {"other.db"}, mode
-        hits = api_lib.search(phrase, 20, settings=indexed, mode=mode, table="日記")
+        hits = dbembed.search(phrase, 20, settings=indexed, mode=mode, table="日記")
         assert hits and {h.table for h in hits} == {"日記"}, mode
-        hits = api_lib.search("whales at dawn", 20, settings=indexed, mode=mode, table="notes", file="other.db")
+        hits = dbembed.search("whales at dawn", 20, settings=indexed, mode=mode, table="notes", file="other.db")
         assert [(h.table, h.path.rsplit("/", 1)[-1]) for h in hits] == [("notes", "other.db")], mode
-    hybrid = api_lib.search(phrase, 20, settings=indexed, mode="hybrid", file="diary.db", table="日記")
+    hybrid = dbembed.search(phrase, 20, settings=indexed, mode="hybrid", file="diary.db", table="日記")
     assert hybrid[0].lexical_rank == 1 and all(h.path.endswith("diary.db") for h in hybrid)
     assert [h.rank for h in hybrid] == list(range(1, len(hybrid) + 1))
 
@@ -178,20 +177,20 @@ def test_filters_apply_to_both_lists(indexed: Any) -> None:
 def test_query_without_tokens_and_bad_mode(indexed: Any) -> None:
     from dbembed.errors import UsageError
 
-    assert api_lib.search("!!! ???", 5, settings=indexed, mode="lexical") == []
-    assert api_lib.search("!!! ???", 5, settings=indexed, mode="hybrid")  # vector side still answers
+    assert dbembed.search("!!! ???", 5, settings=indexed, mode="lexical") == []
+    assert dbembed.search("!!! ???", 5, settings=indexed, mode="hybrid")  # vector side still answers
     with pytest.raises(UsageError, match="mode"):
-        api_lib.search("x", 5, settings=indexed, mode="fuzzy")
+        dbembed.search("x", 5, settings=indexed, mode="fuzzy")
 
 
 def test_lexical_mode_does_not_load_the_model(indexed: Any) -> None:
-    api_lib._providers.clear()  # a provider load would fail offline for a model that is not seeded
+    dbembed.service.default_providers.clear()  # a provider load would fail offline for a model that is not seeded
     try:
-        hits = api_lib.search(
+        hits = dbembed.search(
             "返品の手続き", 3, settings=indexed, mode="lexical", model="local:no-such-model"
         )
     finally:
-        api_lib._providers.clear()
+        dbembed.service.default_providers.clear()
     assert "返品" in hits[0].text
 
 
@@ -201,9 +200,8 @@ def test_cli_and_http_modes(indexed: Any, minilm: Any) -> None:
     from typer.testing import CliRunner
 
     from dbembed.cli.main import app
-    from dbembed.config import DEFAULT_MODEL
 
-    api_lib._providers[(DEFAULT_MODEL, None, None)] = minilm
+    dbembed.service.default_providers.put(minilm)
     url = indexed.database_url
     out = CliRunner().invoke(
         app, ["search", "返品の手続き", "--database-url", url, "--json", "--mode", "hybrid"]
@@ -253,18 +251,17 @@ def _make_pre_0005(url: str) -> None:
 def test_migration_backfills_an_existing_collection_without_reembedding(
     settings: Any, minilm: Any, tmp_path: Path
 ) -> None:
-    from dbembed.config import DEFAULT_MODEL
-    from dbembed.store.connection import connect
+    from dbembed.store.connection import connect, forget_migrated
     from dbembed.store.migrate import migrate
 
-    api_lib._providers[(DEFAULT_MODEL, None, None)] = minilm
+    dbembed.service.default_providers.put(minilm)
     root = tmp_path / "tree"
     _jp_db(root / "diary.db", JP_ROWS)
-    first = api_lib.index([root], settings)
+    first = dbembed.index([root], settings)
     assert first.files_ok == 1
     url = settings.database_url
     _make_pre_0005(url)
-    api_lib._migrated.clear()
+    forget_migrated()  # the schema changed behind this process's back
     texts_before = minilm.usage.texts
     with connect(settings) as conn:
         assert 5 in migrate(conn)
@@ -276,21 +273,20 @@ def test_migration_backfills_an_existing_collection_without_reembedding(
         ).fetchone()
         assert idx and "gin" in idx[0]
         assert migrate(conn) == []  # once only
-    hits = api_lib.search("請求書番号", 3, settings=settings, mode="lexical")
+    hits = dbembed.search("請求書番号", 3, settings=settings, mode="lexical")
     assert "INV-2024-0042" in hits[0].text
-    again = api_lib.index([root], settings, force=True)  # a forced re-run reuses every stored vector
+    again = dbembed.index([root], settings, force=True)  # a forced re-run reuses every stored vector
     assert again.files_ok == 1 and again.texts_embedded == 0
     assert minilm.usage.texts == texts_before  # nothing was embedded by the migration or the re-run
 
 
 def test_backfill_is_resumable_and_skips_filled_rows(settings: Any, minilm: Any, tmp_path: Path) -> None:
-    from dbembed.config import DEFAULT_MODEL
     from dbembed.store.connection import connect
     from dbembed.store.lexical import backfill_table
 
-    api_lib._providers[(DEFAULT_MODEL, None, None)] = minilm
+    dbembed.service.default_providers.put(minilm)
     _jp_db(tmp_path / "t" / "d.db", JP_ROWS)
-    api_lib.index([tmp_path / "t"], settings)
+    dbembed.index([tmp_path / "t"], settings)
     with connect(settings) as conn:
         rel = conn.execute("SELECT 'chunks_' || id FROM dbembed.collections").fetchone()[0]
         n = conn.execute(f"SELECT count(*) FROM dbembed.{rel}").fetchone()[0]

@@ -125,7 +125,7 @@ def test_alarms_cover_failed_files_and_missing_runs() -> None:
     assert stale["MetricName"] == "RunSucceeded" and stale["TreatMissingData"] == "breaching"
     assert stale["Period"] * stale["EvaluationPeriods"] == 26 * 3600
     # The metric names are the ones dbembed's EMF lines carry.
-    from dbembed.run.monitoring import emf_document
+    from dbembed.cli.logging_setup import emf_document
 
     doc = emf_document({"files_failed": 1, "exit_code": 1}, "dbembed")
     assert {"FilesFailed", "RunSucceeded"} <= set(doc)

@@ -16,7 +16,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from dbembed import api_lib
+import dbembed.service
 from dbembed.discover.names import display_path, real_path
 from dbembed.embed.base import check_vectors
 from tests.helpers import make_db, tickets_for
@@ -26,10 +26,10 @@ CLEAN = "The invoice total does not match the quoted price for the blender."
 
 @pytest.fixture()
 def run(settings, minilm):  # noqa: ANN001, ANN201
-    api_lib._providers[(settings.model, settings.device, settings.dimensions)] = minilm
+    dbembed.service.default_providers.put(minilm, settings)
 
     def _run(roots, **overrides):  # noqa: ANN001, ANN202
-        return api_lib.index([str(r) for r in roots], settings, **overrides)
+        return dbembed.index([str(r) for r in roots], settings, **overrides)
 
     return _run
 
@@ -93,9 +93,9 @@ def test_nul_in_values_and_keys_every_file_indexed(tmp_path: Path, settings, run
     # The two WITHOUT ROWID keys stay distinct: the NUL is escaped (JSON \u0000), not dropped.
     assert ("tags", json.dumps(["a\x00b"])) in keys and ("tags", json.dumps(["ab"])) in keys
     assert json.loads(json.dumps(["a\x00b"]))[0] == "a\x00b"  # reversible
-    hit = api_lib.search("the courier lost the parcel", k=1, settings=settings)[0]
+    hit = dbembed.search("the courier lost the parcel", k=1, settings=settings)[0]
     assert "courier lost the parcel in Lisbon" in hit.text and hit.path.endswith("nul.db")
-    assert api_lib.search("invoice does not match the quote", k=1, settings=settings)[0].path.endswith(
+    assert dbembed.search("invoice does not match the quote", k=1, settings=settings)[0].path.endswith(
         "clean.db"
     )
     # Stable: a second run finds nothing changed (same keys and row hashes).
@@ -143,13 +143,13 @@ def test_non_utf8_file_and_folder_names(tmp_path: Path, settings, run) -> None: 
     assert shown_cafe == str(root) + "/caf\\xe9.db" and real_path(shown_cafe) == cafe
     paths = set(_sources(settings.database_url))
     assert paths == {shown_cafe, display_path(resumes), str(root / "plain.db"), str(root / "報告.db")}
-    hit = api_lib.search("espresso machine leaking", k=1, settings=settings)[0]
+    hit = dbembed.search("espresso machine leaking", k=1, settings=settings)[0]
     assert hit.path == shown_cafe
-    only = api_lib.search("espresso", k=3, settings=settings, file="*caf\\xe9.db")
+    only = dbembed.search("espresso", k=3, settings=settings, file="*caf\\xe9.db")
     assert only and all(h.path == shown_cafe for h in only)
     side = json.loads(Path(cafe + ".embedding_metadata.json").read_text(encoding="utf-8"))
     assert side["file_path"] == shown_cafe and side["status"] == "processed"
-    status = json.dumps(api_lib.status(settings), default=str)  # JSON-safe: no lone surrogates
+    status = json.dumps(dbembed.status(settings).as_dict(), default=str)  # JSON-safe: no lone surrogates
     assert "\\udc" not in status
     # A root given with undecodable bytes works too, and a rerun is stable.
     again = run([os.fsdecode(raw_root + b"/r\xe9sum\xe9s")])
@@ -206,7 +206,7 @@ def test_openai_bad_vectors_rejected_like_refused_texts(tmp_path: Path, settings
                 "max_retries": 1,
             }
         )
-        first = api_lib.index([str(root)], s)
+        first = dbembed.index([str(root)], s)
         assert first.exit_code == 0 and first.files_ok == 2, first.failures
         src = _sources(s.database_url)[str(root / "a.db")]
         assert src["status"] == "indexed" and src["rejected_chunks"] == 4 and src["chunks"] == 8
@@ -215,14 +215,14 @@ def test_openai_bad_vectors_rejected_like_refused_texts(tmp_path: Path, settings
         reasons = {r[3]: r[5] for r in rej}
         assert set(reasons) == {"3", "6", "9", "11"}
         assert "NaN" in reasons["3"] and "zeros" in reasons["6"] and "1535 dimensions" in reasons["9"]
-        status = api_lib.status(s)["collections"][0]["rejections"]
+        status = dbembed.status(s).as_dict()["collections"][0]["rejections"]
         assert status["chunks"] == 4 and status["by_file"][0]["file"] == str(root / "a.db")
         assert {i["row_key"] for i in status["by_file"][0]["items"]} == {"3", "6", "9", "11"}
-        hits = api_lib.search("gets a NaN vector", k=20, settings=s)
+        hits = dbembed.search("gets a NaN vector", k=20, settings=s)
         assert all("<<" not in h.text for h in hits) and all(np.isfinite(h.score) for h in hits)
         # Retried next run: the server is healthy now, so the rejected chunks are embedded and stored.
         srv.faults.bad_vectors = {}
-        second = api_lib.index([str(root)], s)
+        second = dbembed.index([str(root)], s)
         assert second.exit_code == 0 and second.texts_embedded == 4
         src = _sources(s.database_url)[str(root / "a.db")]
         assert src["rejected_chunks"] == 0 and src["chunks"] == 12 and src["error"] is None
@@ -300,7 +300,7 @@ def test_unreadable_tables_are_skipped_and_the_rest_indexed(tmp_path: Path, sett
     assert "klingon" in rej["words"] and "vec0" in rej["vecs"] and "no_such_function" in rej["broken"]
     tables = {t for t, _, _ in _texts(settings.database_url)}
     assert tables == {"tickets", "products"}
-    assert api_lib.search("grinding blender", k=1, settings=settings)[0].table == "tickets"
+    assert dbembed.search("grinding blender", k=1, settings=settings)[0].table == "tickets"
     assert path.read_bytes() == before
 
 
@@ -439,7 +439,7 @@ def test_run_ending_by_exception_is_recorded_failed(
     make_db(tmp_path / "tree" / "a.db", tickets_for(1))
     with pytest.raises(RuntimeError):
         run([tmp_path / "tree"])
-    (r,) = api_lib.status(settings)["collections"][0]["runs"]
+    (r,) = dbembed.status(settings).as_dict()["collections"][0]["runs"]
     assert r["status"] == "failed" and r["error"] == "RuntimeError: index build exploded"
 
 
@@ -457,11 +457,11 @@ def test_dead_run_shows_abandoned_and_its_queued_files_are_picked_up(tmp_path: P
             (cid, [str(root) + "/"]),
         )
         conn.execute("UPDATE dbembed.sources SET status = 'queued'")
-    runs = api_lib.status(settings)["collections"][0]["runs"]
+    runs = dbembed.status(settings).as_dict()["collections"][0]["runs"]
     assert runs[0]["status"] == "abandoned"
     summary = run([root])
     assert summary.files_ok == 2 and summary.exit_code == 0
-    statuses = [r["status"] for r in api_lib.status(settings)["collections"][0]["runs"]]
+    statuses = [r["status"] for r in dbembed.status(settings).as_dict()["collections"][0]["runs"]]
     assert statuses == ["ok", "abandoned", "ok"]
     with psycopg.connect(settings.database_url) as conn:
         stored = conn.execute("SELECT status FROM dbembed.runs WHERE worker = 'host:1:dead'").fetchone()
@@ -473,11 +473,11 @@ def test_search_table_filter_is_case_insensitive_like_sqlite(tmp_path: Path, set
     make_db(tmp_path / "tree" / "a.db", tickets_for(1))
     run([tmp_path / "tree"])
     for name in ("tickets", "TICKETS", "Tickets"):
-        hits = api_lib.search("password reset", k=2, settings=settings, table=name)
+        hits = dbembed.search("password reset", k=2, settings=settings, table=name)
         assert hits and all(h.table == "tickets" for h in hits)
-    assert api_lib.search("password reset", k=2, settings=settings, table="tïckets") == []
+    assert dbembed.search("password reset", k=2, settings=settings, table="tïckets") == []
     # Queries cross the same hygiene as documents: full-width and NUL-laden queries work.
-    assert api_lib.search("ｐａｓｓｗｏｒｄ\x00 reset", k=1, settings=settings)
+    assert dbembed.search("ｐａｓｓｗｏｒｄ\x00 reset", k=1, settings=settings)
 
 
 # -- threads ---------------------------------------------------------------------------------------

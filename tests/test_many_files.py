@@ -46,7 +46,7 @@ def test_claims_take_many_small_files_but_big_ones_alone(settings: Any) -> None:
 
 
 def test_many_one_row_files_each_commit_and_counts_add_up(settings: Any, minilm: Any, tmp_path: Path) -> None:
-    from dbembed import api_lib
+    import dbembed.service
 
     root = tmp_path / "many"
     texts = ["the shipment arrived late", "refund the damaged kettle", "reset my password please"]
@@ -58,8 +58,8 @@ def test_many_one_row_files_each_commit_and_counts_add_up(settings: Any, minilm:
         conn.execute("INSERT INTO events VALUES (1, ?)", (texts[i % 3],))
         conn.commit()
         conn.close()
-    api_lib._providers[(settings.model, settings.device, settings.dimensions)] = minilm
-    s = api_lib.index([root], settings)
+    dbembed.service.default_providers.put(minilm, settings)
+    s = dbembed.index([root], settings)
     assert (s.files_ok, s.rows, s.chunks, s.texts_embedded) == (150, 150, 150, 3)
     assert s.texts_reused == 147
     with psycopg.connect(settings.database_url) as conn:
@@ -67,5 +67,5 @@ def test_many_one_row_files_each_commit_and_counts_add_up(settings: Any, minilm:
             "SELECT count(DISTINCT processed_at), min(chunks), max(chunks) FROM dbembed.sources WHERE status = 'indexed'"
         ).fetchone()
     assert per_file == (150, 1, 1)  # one commit (one processed_at) per file, each knows its chunk
-    again = api_lib.index([root], settings)
+    again = dbembed.index([root], settings)
     assert (again.files_ok, again.files_skipped, again.texts_embedded) == (0, 150, 0)

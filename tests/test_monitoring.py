@@ -58,7 +58,7 @@ def _lines(buf: io.StringIO) -> list[dict]:
 
 
 def test_json_logs_one_object_per_line(tmp_path: Path) -> None:
-    from dbembed.run.monitoring import install
+    from dbembed.cli.logging_setup import install
 
     buf = io.StringIO()
     install(_settings(log_format="json"), stream=buf)
@@ -85,7 +85,7 @@ def test_json_logs_one_object_per_line(tmp_path: Path) -> None:
 
 
 def test_text_logs_hide_events_below_level() -> None:
-    from dbembed.run.monitoring import install
+    from dbembed.cli.logging_setup import install
 
     buf = io.StringIO()
     install(_settings(log_format="text"), stream=buf)
@@ -99,7 +99,7 @@ def test_text_logs_hide_events_below_level() -> None:
 
 
 def test_emf_document_for_run_event() -> None:
-    from dbembed.run.monitoring import install
+    from dbembed.cli.logging_setup import install
 
     buf = io.StringIO()
     install(_settings(log_format="json", emf=True, metrics_namespace="LoadTest/Embedding"), stream=buf)
@@ -128,7 +128,7 @@ def test_emf_document_for_run_event() -> None:
 
 
 def test_prometheus_textfile_keeps_last_success(tmp_path: Path) -> None:
-    from dbembed.run.monitoring import install
+    from dbembed.cli.logging_setup import install
 
     prom = tmp_path / "textfile" / "dbembed.prom"
     install(_settings(metrics_file=prom), stream=io.StringIO())

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbembed import api_lib
+import dbembed.service
 from dbembed.errors import CollectionMismatch
 from tests.helpers import PLANTED, index_state, make_db, make_tree, tickets_for
 
@@ -18,10 +18,10 @@ from tests.helpers import PLANTED, index_state, make_db, make_tree, tickets_for
 @pytest.fixture()
 def run(settings, minilm):  # noqa: ANN001, ANN201
     """index() with the session's model (loaded once) and the per-test database."""
-    api_lib._providers[(settings.model, settings.device, settings.dimensions)] = minilm
+    dbembed.service.default_providers.put(minilm, settings)
 
     def _run(roots, **overrides):  # noqa: ANN001, ANN202
-        return api_lib.index([str(r) for r in roots], settings, **overrides)
+        return dbembed.index([str(r) for r in roots], settings, **overrides)
 
     return _run
 
@@ -33,19 +33,19 @@ def test_index_search_status_and_sidecar(tmp_path: Path, settings, run) -> None:
     assert summary.files_ok == 4 and summary.files_failed == 0 and summary.exit_code == 0
     assert summary.rows == 4 * 12 + 1  # the numbers-only metrics table has nothing to embed
     assert summary.chunks == 4 * 12 + 1
-    hits = api_lib.search("refund for a damaged order", k=3, settings=settings)
+    hits = dbembed.search("refund for a damaged order", k=3, settings=settings)
     assert hits[0].text.endswith(PLANTED) and hits[0].path == str(paths[0]) and hits[0].table == "tickets"
     assert hits[0].row_key == "999"
     assert hits[0].score > hits[-1].score
     # filters
-    only = api_lib.search("refund for a damaged order", k=3, settings=settings, file="load_1.db")
+    only = dbembed.search("refund for a damaged order", k=3, settings=settings, file="load_1.db")
     assert only and all(h.path.endswith("load_1.db") for h in only)
     # sidecar per document 000
     side = json.loads(Path(str(paths[0]) + ".embedding_metadata.json").read_text())
     for key in ("file_path", "file_size", "processed_at", "embedding_model", "status", "chunk_count"):
         assert key in side
     assert side["status"] == "processed" and side["chunk_count"] == 13 and side["file_path"] == str(paths[0])
-    st = api_lib.status(settings)
+    st = dbembed.status(settings).as_dict()
     coll = st["collections"][0]
     assert coll["files"]["indexed"] == 4 and coll["chunks"] == 49 and coll["runs"][0]["status"] == "ok"
 
@@ -100,7 +100,7 @@ def test_row_level_diff_only_embeds_changed_rows(tmp_path: Path, settings, run) 
     assert second.texts_embedded == 2  # the changed and the new row, nothing else
     rows = {(r[1], r[3]) for r in index_state(settings.database_url)}
     assert (str(paths[1]), "3") not in rows and (str(paths[1]), "50") in rows
-    hit = api_lib.search("espresso machine leaking", k=1, settings=settings)[0]
+    hit = dbembed.search("espresso machine leaking", k=1, settings=settings)[0]
     assert hit.row_key == "2" and hit.path == str(paths[1])
 
 
@@ -214,9 +214,9 @@ def test_document_format_change_redocuments_rows_and_embeds_each_new_text_once(
     texts = {(r[1], r[2], r[3]): r[6] for r in before}
     assert texts[(str(a), "tickets", "1")] == f"tickets | subject: Ticket 0-0 | body: {tickets_for(0)[0][2]}"
 
-    plan = api_lib.dry_run([str(root)], settings, tables=tables, document_format="values")
-    assert plan["files_changed"] == 2 and plan["files_unchanged"] == 0
-    assert plan["rows_changed"] == 24 and plan["rows_unchanged"] == 2 and plan["texts_to_embed"] == 12
+    plan = dbembed.dry_run([str(root)], settings, tables=tables, document_format="values")
+    assert plan.files_changed == 2 and plan.files_unchanged == 0
+    assert plan.rows_changed == 24 and plan.rows_unchanged == 2 and plan.texts_to_embed == 12
     assert index_state(settings.database_url) == before  # a dry run writes nothing
 
     second = run([root], tables=tables, document_format="values")
@@ -227,7 +227,7 @@ def test_document_format_change_redocuments_rows_and_embeds_each_new_text_once(
     new = {(r[1], r[2], r[3]): r[6] for r in after}
     assert new[(str(a), "tickets", "1")] == f"Ticket 0-0 | {tickets_for(0)[0][2]}"
     assert new[(str(a), "notes", "1")] == texts[(str(a), "notes", "1")] == "Note: Call before noon."
-    hit = api_lib.search("grinding noise from the blender", k=1, settings=settings, mode="vector")[0]
+    hit = dbembed.search("grinding noise from the blender", k=1, settings=settings, mode="vector")[0]
     assert hit.text == "Ticket 0-4 | The blender makes a loud grinding noise on the highest speed."
 
     again = run([root], tables=tables, document_format="values")

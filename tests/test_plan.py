@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from dbembed import api_lib
 from tests.helpers import make_db, tickets_for
 from tests.test_cli_e2e import cli_env, invoke  # noqa: F401 - the fixture is used by name
 
@@ -21,7 +20,7 @@ def refuse_models(mp: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the dry run tried to load a model or build a provider")
 
-    mp.setattr(api_lib, "provider_for", refuse)
+    mp.setattr("dbembed.service.Dbembed.provider_for", refuse)
     mp.setattr("dbembed.embed.registry.get_provider", refuse)
     mp.setattr("dbembed.embed.local.SentenceTransformerProvider._load", refuse)
 

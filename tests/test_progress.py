@@ -56,14 +56,14 @@ def test_the_bar_moves_within_a_file_with_an_eta_from_the_start() -> None:
 
 
 def test_a_real_run_reports_rows_inside_a_file(settings: Any, minilm: Any, tmp_path: Path) -> None:
-    import dbembed.api_lib as api_lib
+    import dbembed.service
 
     n = FLUSH_CHUNKS + 300  # two embed+load steps
     big_db(tmp_path / "data" / "big.db", n)
     make_db(tmp_path / "data" / "small.db", tickets_for(1, 5))
-    api_lib._providers[(settings.model, None, None)] = minilm
+    dbembed.service.default_providers.put(minilm, spec=settings.model)
     events: list[tuple[str, Any]] = []
-    api_lib.index(
+    dbembed.index(
         [tmp_path / "data"],
         settings,
         on_start=lambda n: events.append(("start", n)),

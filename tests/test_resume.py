@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbembed import api_lib
+import dbembed.service
 from tests.helpers import index_state, make_tree
 
 pytestmark = pytest.mark.slow
@@ -63,8 +63,8 @@ def _clean_state(tmp_path: Path, root: Path, pg_server, minilm) -> list:  # noqa
     from dbembed.config import load_settings
 
     s = load_settings(database_url=url, data_dir=tmp_path / "clean", settle_s=0, sidecar=False)
-    api_lib._providers[(s.model, s.device, s.dimensions)] = minilm
-    api_lib.index([str(root)], s)
+    dbembed.service.default_providers.put(minilm, s)
+    dbembed.index([str(root)], s)
     return index_state(url)
 
 

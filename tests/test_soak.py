@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dbembed import api_lib
+import dbembed.service
 
 _VOCABULARY = (
     "order invoice refund shipping parcel customer warehouse delivery courier damaged late invoice "
@@ -79,8 +79,8 @@ def test_soak_reading_and_embedding_overlap_every_run_ok(tmp_path: Path, setting
         # A new collection per run: every run reads, chunks and embeds everything again (the store's
         # vector cache is per collection), with the reader thread chunking while the model encodes.
         s = settings.model_copy(update={"collection": f"soak_{i}"})
-        api_lib._providers[(s.model, s.device, s.dimensions)] = minilm
-        summary = api_lib.index([str(root)], s)
+        dbembed.service.default_providers.put(minilm, s)
+        summary = dbembed.index([str(root)], s)
         assert summary.status == "ok", summary.failures
         assert summary.files_ok == 6 and summary.files_failed == 0 and summary.rows == rows
         assert summary.texts_embedded > 0

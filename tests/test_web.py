@@ -33,9 +33,9 @@ ARGS = [
 def server(settings, minilm) -> Iterator[str]:  # noqa: ANN001
     import uvicorn
 
-    import dbembed.api_lib as api_lib
+    import dbembed.service
 
-    api_lib._providers[(minilm.model_id, None, None)] = minilm
+    dbembed.service.default_providers.put(minilm)
     app = create_app(settings)
     app.state.dbembed.cache["provider"] = minilm
     sock = socket.socket()
@@ -57,12 +57,12 @@ def test_page_finds_planted_file_row_and_own_memory(server: str, settings, minil
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    import dbembed.api_lib as api_lib
+    import dbembed.service
 
     tickets = tickets_for(3)
     tickets[5] = (6, "Damaged", PLANTED)
     make_db(tmp_path / "files" / "support.db", tickets)
-    api_lib.index([tmp_path / "files"], settings=settings)
+    dbembed.index([tmp_path / "files"], settings=settings)
     with open_store(settings) as store:
         store._provider = minilm
         store.add_turn(Actor("wendy", "t1"), 1, "Remind me: my passport expires in March", "I will remember.")

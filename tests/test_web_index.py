@@ -21,16 +21,16 @@ def test_page_shows_collections_failed_files_with_reasons_runs_and_search(
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    import dbembed.api_lib as api_lib
+    import dbembed.service
 
     tickets = tickets_for(3)
     tickets[5] = (6, "Damaged", PLANTED)
     make_db(tmp_path / "files" / "support.db", tickets)
     broken = tmp_path / "files" / "broken.db"
     broken.write_bytes(b"SQLite format 3\x00" + b"\x00" * 200)
-    api_lib.index([tmp_path / "files"], settings=settings)
+    dbembed.index([tmp_path / "files"], settings=settings)
     make_db(tmp_path / "files" / "later.db", tickets_for(4, 5))
-    api_lib.index([tmp_path / "files"], settings=settings)
+    dbembed.index([tmp_path / "files"], settings=settings)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         reason = conn.execute("SELECT error FROM dbembed.sources WHERE path LIKE '%broken.db'").fetchone()[0]
         conn.execute("UPDATE dbembed.sources SET rejected_rows = 2 WHERE path LIKE '%support.db'")

@@ -1,8 +1,7 @@
 """File-index endpoints: semantic search over the indexed SQLite rows, files and runs status.
 
 The file index is shared by all tenants (it indexes files, not people); any valid key
-may search it.  Search calls ``dbembed.api_lib.search``; the import is guarded so the
-API still serves chat when the file index code is not installed (HTTP 503 then).
+may search it.  Search calls ``dbembed.service.Dbembed.search``.
 """
 
 from __future__ import annotations
@@ -10,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from dbembed.api.auth import principal, state
 from dbembed.errors import InvalidInput
 from dbembed.run.index import abandoned_after_s
+from dbembed.service import Dbembed, parse_since
 from dbembed.store.runs import runs_page
 from dbembed.text.inputs import check_text
 
@@ -54,11 +54,7 @@ def search_files(
             check_text(value, what, 4096)
     if k > st.settings.max_k:
         raise InvalidInput(f"k must be between 1 and {st.settings.max_k}")
-    try:
-        from dbembed.api_lib import search  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise HTTPException(503, f"file index search is not available in this installation ({exc})") from exc
-    hits = search(q, k, file=file, table=table, settings=st.settings, mode=mode)
+    hits = Dbembed(st.settings).search(q, k, file=file, table=table, mode=mode)
     st.metrics.count("file_searches")
     return {"items": [_hit(h) for h in hits]}
 
@@ -84,7 +80,6 @@ def list_files(
 ) -> dict[str, Any]:
     """Files with status, rows, chunks, rejected tables/rows/chunks, last change seen, last indexed,
     duration and error; keyset-paged (pass ``next_cursor`` back), with counts by status."""
-    from dbembed.api_lib import parse_since
     from dbembed.store.collections import require_collection
     from dbembed.store.files import FileQuery, count_files
     from dbembed.store.files import list_files as store_list_files

@@ -1,4 +1,4 @@
-"""``dbembed chat ...``: chat history and per-user memory from the shell (thin over dbembed.chat)."""
+"""``dbembed chat ...``: chat history and per-user memory from the shell (thin over ``dbembed.service``)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from dbembed.cli.common import (
     emit_json,
     handle_errors,
 )
+from dbembed.config import load_settings
+from dbembed.service import Dbembed
 
 chat_app = typer.Typer(help="Chat history and per-user semantic memory.", no_args_is_help=True)
 
@@ -25,20 +27,10 @@ LimitOpt = Annotated[int, typer.Option("--limit", help="Page size.")]
 CursorOpt = Annotated[str | None, typer.Option("--cursor", help="next_cursor of the previous page.")]
 
 
-def _store(config: Any, database_url: Any, data_dir: Any, model: Any = None, collection: Any = None) -> Any:
-    from dbembed.chat import open_store
-    from dbembed.config import load_settings
-
-    settings = load_settings(
-        config, database_url=database_url, data_dir=data_dir, model=model, collection=collection
+def _service(config: Any, database_url: Any, data_dir: Any, model: Any = None, collection: Any = None) -> Dbembed:
+    return Dbembed(
+        load_settings(config, database_url=database_url, data_dir=data_dir, model=model, collection=collection)
     )
-    return open_store(settings)
-
-
-def _actor(user: str, tenant: str) -> Any:
-    from dbembed.chat import Actor
-
-    return Actor(user, tenant)
 
 
 def _print_page(page: Any, as_json: bool, fmt: Any) -> None:
@@ -65,10 +57,9 @@ def add_turn(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Store one turn of a chat."""
-    with _store(config, database_url, data_dir) as store:
-        turn = store.add_turn(
-            _actor(user, tenant), chat_id, user_input, bot_response, theme=theme, turn_no=turn_no
-        )
+    turn = _service(config, database_url, data_dir).add_turn(
+        Dbembed.actor(user, tenant), chat_id, user_input, bot_response, theme=theme, turn_no=turn_no
+    )
     if as_json:
         emit_json(turn.as_dict())
     else:
@@ -84,8 +75,9 @@ def list_chats(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """A user's chats, most recently active first."""
-    with _store(config, database_url, data_dir) as store:
-        page = store.list_chats(_actor(user, tenant), limit=limit, cursor=cursor, theme=theme)
+    page = _service(config, database_url, data_dir).list_chats(
+        Dbembed.actor(user, tenant), limit=limit, cursor=cursor, theme=theme
+    )
     _print_page(
         page, as_json, lambda c: f"{c.chat_id}\t{c.theme}\t{c.turns} turns\tlast {c.last_at:%Y-%m-%d %H:%M}"
     )
@@ -99,8 +91,9 @@ def list_turns(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """A chat's turns, newest first."""
-    with _store(config, database_url, data_dir) as store:
-        page = store.list_turns(_actor(user, tenant), chat_id, limit=limit, cursor=cursor)
+    page = _service(config, database_url, data_dir).list_turns(
+        Dbembed.actor(user, tenant), chat_id, limit=limit, cursor=cursor
+    )
     _print_page(page, as_json, lambda t: f"#{t.turn_no} {t.created_at:%Y-%m-%d %H:%M}\n  user: {t.user_input}\n"
                 f"  bot:  {t.bot_response}")  # fmt: skip
 
@@ -114,8 +107,9 @@ def sync(
     model: ModelOpt = None, collection: CollectionOpt = None, as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Embed every turn (or chat summary) not yet in memory. Idempotent; safe to re-run."""
-    with _store(config, database_url, data_dir, model, collection) as store:
-        res = store.sync(max_batches=max_batches, batch_size=batch_size)
+    res = _service(config, database_url, data_dir, model, collection).sync_memory(
+        max_batches=max_batches, batch_size=batch_size
+    )
     if as_json:
         emit_json(res.as_dict())
     else:
@@ -140,10 +134,9 @@ def search(
     model: ModelOpt = None, collection: CollectionOpt = None, as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Search one user's memory (by meaning and exact words; see --mode)."""
-    with _store(config, database_url, data_dir, model, collection) as store:
-        hits = store.search(
-            _actor(user, tenant), query, k=k, theme=theme, since=since, until=until, mode=mode
-        )
+    hits = _service(config, database_url, data_dir, model, collection).search_memory(
+        Dbembed.actor(user, tenant), query, k=k, theme=theme, since=since, until=until, mode=mode
+    )
     if as_json:
         emit_json({"items": [h.as_dict() for h in hits]})
         return
@@ -162,8 +155,7 @@ def delete_user(
     """Delete every turn and memory of a user."""
     if not yes and not as_json:
         typer.confirm(f"Delete all chat history and memory of user {user!r} (tenant {tenant!r})?", abort=True)
-    with _store(config, database_url, data_dir) as store:
-        out = store.delete_user(_actor(user, tenant))
+    out = _service(config, database_url, data_dir).delete_user(Dbembed.actor(user, tenant))
     emit_json(out) if as_json else typer.echo(
         f"{out['turns_deleted']} turns, {out['memories_deleted']} memories deleted"
     )
@@ -178,8 +170,7 @@ def retention(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Expire old memory (all users, all models); sync will not bring it back."""
-    with _store(config, database_url, data_dir) as store:
-        out = store.retention(days, include_history=include_history)
+    out = _service(config, database_url, data_dir).retention(days, include_history=include_history)
     emit_json(out) if as_json else typer.echo(
         f"{out['memories_deleted']} memories, {out['turns_deleted']} turns deleted (older than {out['cutoff']})"
     )

@@ -15,6 +15,8 @@ from dbembed.cli.common import (
     emit_json,
     handle_errors,
 )
+from dbembed.config import load_settings
+from dbembed.service import Dbembed
 
 HEADER = f"{'STATUS':<8} {'ROWS':>9} {'CHUNKS':>9} {'REJECTED':>9} {'LAST CHANGE':<19} {'LAST INDEXED':<19} {'TOOK':>8}  PATH"
 
@@ -91,36 +93,34 @@ def files_cmd(
 ) -> None:
     """Every file dbembed knows: status, rows, chunks, rejected rows/chunks, last change seen,
     last indexed, duration and error (`dbembed status` is the overview)."""
-    from dbembed import api_lib
-    from dbembed.config import load_settings
-
     s = load_settings(config, database_url=database_url, data_dir=data_dir, collection=collection)
+    service = Dbembed(s)
     args: dict[str, Any] = {
         "status": status, "glob": glob, "since": since, "sort": sort, "descending": desc, "limit": limit,
         "rejected": rejected, "with_rejections": show_rejections,
     }  # fmt: skip
-    page = api_lib.files(s, cursor=cursor, **args)
-    items = list(page["items"])
+    page = service.files(cursor=cursor, **args)
+    items = list(page.items)
     if not json_out:
         typer.echo(HEADER)
         for f in items:
             typer.echo(format_line(f))
-    while all_pages and page["next_cursor"]:
-        page = api_lib.files(s, cursor=page["next_cursor"], **args)
+    while all_pages and page.next_cursor:
+        page = service.files(cursor=page.next_cursor, **args)
         if json_out:
-            items.extend(page["items"])
+            items.extend(page.items)
         else:
-            for f in page["items"]:
+            for f in page.items:
                 typer.echo(format_line(f))
     if json_out:
-        emit_json({"items": items, "next_cursor": page["next_cursor"], "counts": page["counts"]})
+        emit_json({"items": items, "next_cursor": page.next_cursor, "counts": page.counts})
         return
-    counts = page["counts"]
+    counts = page.counts
     total = sum(counts.get(status, 0) for status in ([status] if status else counts))
     by_status = ", ".join(f"{n:,} {st}" for st, n in sorted(counts.items()))
     typer.echo(f"{len(items):,} of {total:,} file(s) shown" + (f" (all statuses: {by_status})" if counts else ""))
-    if page["next_cursor"]:
-        typer.echo(f"more: add --cursor {page['next_cursor']} (or --all)")
+    if page.next_cursor:
+        typer.echo(f"more: add --cursor {page.next_cursor} (or --all)")
     elif not counts:
         typer.echo("no files recorded yet: run `dbembed run ROOT`")
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dbembed.cli.common import JsonOpt, emit_json, handle_errors
+from dbembed.service import Dbembed
 
 
 def register(app: typer.Typer) -> None:
@@ -42,9 +43,7 @@ def generate_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Write realistic SQLite load-test files (chat, orders, support, catalog) under OUT_DIR."""
-    from dbembed.generate import generate
-
-    report = generate(
+    report = Dbembed.generate(
         out_dir,
         files=files,
         rows=rows,

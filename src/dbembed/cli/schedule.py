@@ -14,7 +14,10 @@ from typing import Annotated, Any
 import typer
 
 from dbembed.cli.common import CollectionOpt, ConfigOpt, DatabaseUrlOpt, DataDirOpt, ModelOpt, handle_errors
+from dbembed.cli.logging_setup import install as install_logging
+from dbembed.config import load_settings
 from dbembed.errors import UsageError
+from dbembed.service import Dbembed
 
 LogFormatOpt = Annotated[
     str | None, typer.Option("--log-format", help="Log format: text or json (one object per line).")
@@ -69,14 +72,10 @@ def register(app: typer.Typer) -> None:
         emf: EmfOpt = None,
     ) -> None:
         """Run the indexer on a cron schedule; a second scheduler skips while one run holds the lock."""
-        from dbembed.config import load_settings
-        from dbembed.run import monitoring
-        from dbembed.run.schedule import locked_run, parse_cron, run_schedule
-
         if not once and not cron:
             raise UsageError("give --cron 'EXPR' (e.g. '0 2 * * *'), or --once for a single run")
         if cron:
-            parse_cron(cron)
+            Dbembed.check_cron(cron)
         settings = load_settings(
             config,
             database_url=database_url,
@@ -89,10 +88,11 @@ def register(app: typer.Typer) -> None:
         )
         if settings.log_level is None:
             settings.log_level = "INFO"  # a long-lived process should say what it does
-        monitoring.install(settings)
+        install_logging(settings)
+        service = Dbembed(settings)
         if once:
-            raise typer.Exit(locked_run(roots, settings).exit_code)
+            raise typer.Exit(service.run_locked(roots).exit_code)
         stop = threading.Event()
         _install_stop_handler(stop)
         assert cron is not None
-        raise typer.Exit(run_schedule(roots, settings, cron, max_runs=max_runs, stop=stop))
+        raise typer.Exit(service.schedule(roots, cron, max_runs=max_runs, stop=stop))

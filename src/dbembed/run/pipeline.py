@@ -20,7 +20,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,13 +125,14 @@ def _rejection(
 
 
 @dataclass
-class _ReadState:
+class ReadState:
     """What the reader thread accumulates over one file."""
 
     tables: int = 0
     rows: int = 0
     reported: int = 0  # rows already counted in a batch handed out (progress)
     changed: int = 0
+    unchanged: int = 0
     t_read: float = 0.0
     t_chunk: float = 0.0
     batch: list[ChunkRecord] = field(default_factory=list)
@@ -160,6 +161,63 @@ def row_hash(salt: str, table: str, document: str) -> bytes:
     h.update(b"\x00")
     h.update(document.encode("utf-8", "surrogatepass"))
     return h.digest()
+
+
+def changed_rows(
+    src: Any,
+    table: TableInfo,
+    salt: str,
+    chunker: Chunker,
+    existing: dict[tuple[str, str], bytes],
+    state: ReadState,
+    document_format: str,
+) -> Iterator[tuple[tuple[str, str], bytes, bytes | None, list[str]]]:
+    """Read, document, diff and chunk one table of an open ``SqliteSource``: yields ``((table,
+    row key), row hash, stored row hash or None, chunk texts)`` for each new or changed row, its
+    document built in ``document_format`` (``settings.document_format``).
+
+    A row found in ``existing`` (row key -> stored row hash) is removed from it, so what is left
+    afterwards was deleted.  A table that cannot be read is rejected (its stored chunks are kept);
+    a row whose document cannot be built is rejected alone.  Counts, rejections and read/chunk
+    times go to ``state``.  A run (``FileIndexer``) and a dry run (``run.plan``) both read this way."""
+    from dbembed.errors import TableReadError
+    from dbembed.text.document import row_document
+
+    it = iter(src.rows(table))
+    seen = 0
+    while True:
+        t0 = time.perf_counter()
+        try:
+            row = next(it, None)
+        except TableReadError as exc:
+            state.t_read += time.perf_counter() - t0
+            where = f" after {seen} row(s)" if seen else ""
+            state.reject_table(table.name, f"read stopped{where}: {exc}", existing)
+            return
+        if row is None:
+            state.t_read += time.perf_counter() - t0
+            return
+        seen += 1
+        state.rows += 1
+        t1 = time.perf_counter()
+        state.t_read += t1 - t0
+        try:
+            doc = row_document(table, row, document_format)
+            if doc is None:
+                continue
+            key = (table.name, row.key)
+            rh = row_hash(salt, table.name, doc)
+            old = existing.pop(key, None)
+            if old == rh:
+                state.unchanged += 1
+                continue
+            pieces = chunker.chunk(doc)
+        except Exception as exc:  # noqa: BLE001 - one row's fault (ours or its data's) stays with it
+            state.reject(_rejection("row", f"document could not be built: {_one_line(exc)}", table.name, row.key))
+            continue
+        state.changed += 1
+        state.t_chunk += time.perf_counter() - t1
+        yield key, rh, old, pieces
 
 
 def read_fingerprint(settings: Settings) -> str:
@@ -214,7 +272,7 @@ class FileIndexer:
         from dbembed.read import SqliteSource
 
         try:
-            state = _ReadState()
+            state = ReadState()
             with SqliteSource(local_path, self.settings.sources) as src:
                 t0 = time.perf_counter()
                 tables = src.tables()
@@ -251,52 +309,16 @@ class FileIndexer:
         table: TableInfo,
         existing: dict[tuple[str, str], bytes],
         out: queue.Queue[Any],
-        state: _ReadState,
+        state: ReadState,
     ) -> None:
-        """Read, diff and chunk one table.  A table that cannot be read is rejected (its stored
-        chunks are kept); a row whose document cannot be built is rejected alone."""
-        from dbembed.errors import TableReadError
-        from dbembed.text.document import row_document
-
-        it = iter(src.rows(table))
-        seen = 0
-        while True:
-            t0 = time.perf_counter()
-            try:
-                row = next(it, None)
-            except TableReadError as exc:
-                state.t_read += time.perf_counter() - t0
-                where = f" after {seen} row(s)" if seen else ""
-                state.reject_table(table.name, f"read stopped{where}: {exc}", existing)
-                return
-            if row is None:
-                state.t_read += time.perf_counter() - t0
-                return
-            seen += 1
-            state.rows += 1
-            t1 = time.perf_counter()
-            state.t_read += t1 - t0
-            try:
-                doc = row_document(table, row, self.settings.document_format)
-                if doc is None:
-                    continue
-                key = (table.name, row.key)
-                rh = row_hash(self.salt, table.name, doc)
-                old = existing.pop(key, None)
-                if old == rh:
-                    continue
-                pieces = self.chunker.chunk(doc)
-            except Exception as exc:  # noqa: BLE001 - one row's fault (ours or its data's) stays with it
-                state.reject(
-                    _rejection("row", f"document could not be built: {_one_line(exc)}", table.name, row.key)
-                )
-                continue
-            state.changed += 1
+        """Read, diff and chunk one table (``changed_rows``) into batches of chunk records."""
+        for key, rh, old, pieces in changed_rows(
+            src, table, self.salt, self.chunker, existing, state, self.settings.document_format
+        ):
             if old is not None:
                 state.replaced.append(key)
             for no, piece in enumerate(pieces):
-                state.batch.append(ChunkRecord(table.name, row.key, no, rh, content_hash(piece), piece))
-            state.t_chunk += time.perf_counter() - t1
+                state.batch.append(ChunkRecord(table.name, key[1], no, rh, content_hash(piece), piece))
             if len(state.batch) >= FLUSH_CHUNKS:
                 out.put(_Batch(state.batch, state.replaced, state.rows - state.reported))
                 state.batch, state.replaced, state.reported = [], [], state.rows

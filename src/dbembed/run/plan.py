@@ -15,6 +15,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,59 @@ if TYPE_CHECKING:
     from dbembed.text.chunk import Chunker
 
 HASH_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A file a run would fail on (not SQLite, truncated...), with the reason."""
+
+    file: str
+    error: str
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What the next run would do.  Files: found, and of them new, changed, unchanged, pending
+    (changed within ``--settle``), still failed (unchanged since they failed), deleted (gone from
+    the roots) and unreadable.  Rows read, new, changed, unchanged and deleted, and tables/rows a run
+    would reject.  Chunks to write and to delete, distinct chunk texts, chunks whose vector the
+    index already holds (``chunks_reused``), ``texts_to_embed`` and their ``tokens`` (counted as
+    ``token_source`` says), the estimated cost in USD (None: no price known) and seconds in the
+    model (None: no earlier run measured this machine and backend; ``estimate_basis`` says which),
+    and how long planning took (``seconds``)."""
+
+    files: int
+    files_new: int
+    files_changed: int
+    files_unchanged: int
+    files_pending: int
+    files_still_failed: int
+    files_deleted: int
+    files_unreadable: int
+    rows: int
+    rows_new: int
+    rows_changed: int
+    rows_unchanged: int
+    rows_deleted: int
+    tables_rejected: int
+    rows_rejected: int
+    chunks: int
+    chunks_deleted: int
+    distinct_chunks: int
+    chunks_reused: int
+    texts_to_embed: int
+    tokens: int
+    token_source: str
+    model: str
+    collection: str | None
+    estimated_cost_usd: float | None
+    estimated_seconds: float | None
+    estimate_basis: str
+    unreadable: list[Unreadable] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def machine_key() -> str:
@@ -87,47 +141,49 @@ class Planner:
         self.n: dict[str, int] = dict.fromkeys(
             ("files", "files_new", "files_changed", "files_unchanged", "files_pending", "files_still_failed",
              "files_deleted", "files_unreadable", "rows", "rows_new", "rows_changed", "rows_unchanged",
-             "rows_deleted", "chunks", "chunks_deleted"),
+             "rows_deleted", "tables_rejected", "rows_rejected", "chunks", "chunks_deleted"),
             0,
         )  # fmt: skip
-        self.unreadable: list[dict[str, str]] = []
+        self.unreadable: list[Unreadable] = []
 
     def read(self, conn: psycopg.Connection, coll: Collection | None, f: FoundFile, k: KnownSource | None) -> None:
-        """Read one file as a run would and diff its rows against the index."""
+        """Read one file as a run would (``run.pipeline.changed_rows``) and diff its rows against
+        the index."""
         from dbembed.discover import materialize
         from dbembed.read import SqliteSource
         from dbembed.run.embedder import content_hash
-        from dbembed.run.pipeline import row_hash
+        from dbembed.run.pipeline import ReadState, changed_rows
         from dbembed.store.chunks import existing_row_hashes
-        from dbembed.text.document import row_document
 
         n = self.n
         existing: dict[tuple[str, str], bytes] = {}
         if coll is not None and k is not None and k.size is not None:
             with conn.transaction():
                 existing = existing_row_hashes(conn, coll, k.id)
+        state = ReadState()
         with materialize(f, self.settings.sources) as local, SqliteSource(Path(local), self.settings.sources) as src:
-            for table in src.tables():
-                for row in src.rows(table):
-                    n["rows"] += 1
-                    doc = row_document(table, row, self.settings.document_format)
-                    if doc is None:
-                        continue
-                    rh = row_hash(self.salt, table.name, doc)
-                    old = existing.pop((table.name, row.key), None)
-                    if old == rh:
-                        n["rows_unchanged"] += 1
-                        continue
+            tables = src.tables()
+            for name, reason in sorted(src.rejected.items()):
+                state.reject_table(name, reason, existing)
+            for table in tables:
+                rows = changed_rows(
+                    src, table, self.salt, self.chunker, existing, state, self.settings.document_format
+                )
+                for _key, _hash, old, pieces in rows:
                     n["rows_new" if old is None else "rows_changed"] += 1
-                    for piece in self.chunker.chunk(doc):
+                    for piece in pieces:
                         n["chunks"] += 1
                         h = content_hash(piece)
                         if h not in self.distinct:
                             self.distinct[h] = self.profile.count_tokens(piece)
+        n["rows"] += state.rows
+        n["rows_unchanged"] += state.unchanged
         n["rows_deleted"] += len(existing)
+        n["tables_rejected"] += state.counts.get("table", 0)
+        n["rows_rejected"] += state.counts.get("row", 0)
 
 
-def plan_run(roots: Sequence[str | Path], settings: Settings) -> dict[str, Any]:
+def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
     """What ``dbembed run ROOTS`` would do now; see the module docstring.  Raises ``UsageError``
     for a bad root, ``DatabaseUnavailable`` when the index cannot be reached."""
     from dbembed.discover import discover
@@ -169,7 +225,7 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> dict[str, Any]:
                     planner.read(conn, coll, f, k)
                 except SourceError as exc:
                     n["files_unreadable"] += 1
-                    planner.unreadable.append({"file": f.path, "error": str(exc).splitlines()[0]})
+                    planner.unreadable.append(Unreadable(f.path, str(exc).splitlines()[0]))
         for path, k in known.items():
             if path not in seen and k.status != "missing":
                 n["files_deleted"] += 1
@@ -185,21 +241,21 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> dict[str, Any]:
         )
     texts = len(hashes) - len(reused)
     tokens = sum(t for h, t in planner.distinct.items() if h not in reused)
-    report: dict[str, Any] = {
-        **n,
-        "distinct_chunks": len(hashes),
-        "chunks_reused": n["chunks"] - texts,
-        "texts_to_embed": texts,
-        "tokens": tokens,
-        "token_source": profile.token_source,
-        "model": profile.model_id,
-        "collection": coll.name if coll is not None else None,
-        "estimated_cost_usd": profile.estimate_cost(tokens),
+    counters: dict[str, Any] = dict(n)  # the int fields of RunPlan, by name
+    return RunPlan(
+        **counters,
+        distinct_chunks=len(hashes),
+        chunks_reused=n["chunks"] - texts,
+        texts_to_embed=texts,
+        tokens=tokens,
+        token_source=profile.token_source,
+        model=profile.model_id,
+        collection=coll.name if coll is not None else None,
+        estimated_cost_usd=profile.estimate_cost(tokens),
         **estimate_seconds(texts, tokens, history),
-        "unreadable": planner.unreadable,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    return report
+        unreadable=planner.unreadable,
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
 def estimate_seconds(texts: int, tokens: int, history: list[dict[str, float]]) -> dict[str, Any]:

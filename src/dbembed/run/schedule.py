@@ -1,4 +1,5 @@
-"""Run ``index`` on a cron schedule in a long-lived process, never two runs at once.
+"""Run an indexing callable (``Dbembed.index``, passed in as ``run_fn``) on a cron schedule in a
+long-lived process, never two runs at once.
 
 Why: on a VM or an ECS service there is no AWS Batch/EventBridge to start runs; a
 small scheduler loop does it.  Several schedulers may run (an ECS service with two
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dbembed.errors import EXIT_FATAL, EXIT_OK, DbembedError, UsageError
+from dbembed.store.locks import try_lock, unlock
 
 if TYPE_CHECKING:
     from dbembed.config import Settings
@@ -52,12 +54,6 @@ class Outcome:
     error: str | None = None
 
 
-def _default_run_fn() -> RunFn:
-    from dbembed.api_lib import index  # type: ignore[import-not-found,unused-ignore]
-
-    return index  # type: ignore[no-any-return]
-
-
 def _exit_code(result: Any) -> int:
     if isinstance(result, int) and not isinstance(result, bool):
         return result
@@ -65,8 +61,9 @@ def _exit_code(result: Any) -> int:
     return int(code) if isinstance(code, int) else EXIT_OK
 
 
-def locked_run(roots: Sequence[str], settings: Settings, run_fn: RunFn | None = None) -> Outcome:
-    """Run once if no other scheduler holds the lock; return what happened."""
+def locked_run(roots: Sequence[str], settings: Settings, run_fn: RunFn) -> Outcome:
+    """Run ``run_fn(roots, settings=settings)`` (e.g. ``Dbembed.index``; returns an exit code or
+    something with ``exit_code``) if no other scheduler holds the lock; return what happened."""
     from dbembed.store.connection import connect
 
     started = time.monotonic()
@@ -77,8 +74,7 @@ def locked_run(roots: Sequence[str], settings: Settings, run_fn: RunFn | None = 
         log.error("scheduled run not started: %s", exc)
         return Outcome(False, exc.exit_code, time.monotonic() - started, str(exc))
     try:
-        row = lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-        if not row or not row[0]:
+        if not try_lock(lock_conn, key):
             log.info(SKIPPED_MESSAGE)
             events.info("schedule", extra={"event": {"status": "skipped", "reason": SKIPPED_MESSAGE}})
             return Outcome(False, EXIT_OK, time.monotonic() - started)
@@ -86,8 +82,7 @@ def locked_run(roots: Sequence[str], settings: Settings, run_fn: RunFn | None = 
         events.info("schedule", extra={"event": {"status": "started", "roots": list(roots)}})
         error: str | None = None
         try:
-            run = run_fn or _default_run_fn()
-            code = _exit_code(run(list(roots), settings=settings))
+            code = _exit_code(run_fn(list(roots), settings=settings))
         except DbembedError as exc:
             code, error = exc.exit_code, str(exc)
         except Exception as exc:  # noqa: BLE001 - a long-lived scheduler survives a bad run
@@ -116,7 +111,7 @@ def locked_run(roots: Sequence[str], settings: Settings, run_fn: RunFn | None = 
         return Outcome(True, code, duration, error)
     finally:
         with contextlib.suppress(Exception):  # closing the session releases it anyway
-            lock_conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            unlock(lock_conn, key)
         lock_conn.close()
 
 
@@ -148,7 +143,7 @@ def run_schedule(
     settings: Settings,
     cron: str,
     *,
-    run_fn: RunFn | None = None,
+    run_fn: RunFn,
     max_runs: int | None = None,
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.time,
