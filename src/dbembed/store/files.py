@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dbembed.errors import UsageError
-from dbembed.store.search import glob_to_like
 from dbembed.store.sources import STATUSES
 
 if TYPE_CHECKING:
@@ -71,6 +71,8 @@ class FileQuery:
 
 def path_like(glob: str) -> str:
     """The LIKE pattern ``dbembed search --file`` uses: a bare name matches in any folder."""
+    from dbembed.store.search import glob_to_like  # here: store.search loads numpy, the CLI loads this
+
     like = glob_to_like(glob)
     if "/" not in glob and not glob.startswith("s3:"):
         return "%/" + like
@@ -203,3 +205,35 @@ def collection_overview(conn: psycopg.Connection) -> list[dict[str, Any]]:
         item["files"] = {str(k): int(v) for k, v in (item["files"] or {}).items()}
         out.append(item)
     return out
+
+
+@dataclass(frozen=True)
+class FilePage:
+    """One page of the per-file listing: ``items`` (``dbembed.store.files.COLUMNS`` as keys, plus
+    ``rejections`` when asked for), ``next_cursor`` (None on the last page) and ``counts`` by status
+    over every file matching the filters."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    counts: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"items": self.items, "next_cursor": self.next_cursor, "counts": self.counts}
+
+
+def parse_since(text: str | datetime | None) -> datetime | None:
+    """``--since``: an ISO 8601 date or time (UTC unless it names a zone), or an age such as
+    ``90s``, ``15m``, ``2h``, ``7d``.  Raises ``UsageError`` naming the value otherwise."""
+    if text is None or isinstance(text, datetime):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if m:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+        return datetime.now(UTC) - timedelta(seconds=float(m.group(1)) * unit)
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r}: give an ISO date/time (2026-11-30, 2026-11-30T14:00) or an age (90s, 15m, 2h, 7d)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

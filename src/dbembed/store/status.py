@@ -94,6 +94,17 @@ class CollectionStatus:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class Status:
+    """``dbembed status``: one ``CollectionStatus`` per collection (only ``settings.collection``
+    when set)."""
+
+    collections: list[CollectionStatus]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"collections": [c.as_dict() for c in self.collections]}
+
+
 def collection_status(
     conn: psycopg.Connection, coll: Collection, *, runs: int, failures: int, abandoned_after_s: float
 ) -> CollectionStatus:
