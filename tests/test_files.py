@@ -204,9 +204,9 @@ def test_python_api_files(settings: Any) -> None:
     conn = _migrated(settings.database_url)
     _fill(conn, 30)
     page = dbembed.files(settings, status="failed")
-    assert page["items"] == [] and page["counts"]["indexed"] == 30
+    assert page.items == [] and page.counts["indexed"] == 30 and page.as_dict()["next_cursor"] is None
     page = dbembed.files(settings, sort="duration", descending=True, limit=5)
-    assert [f["duration_s"] for f in page["items"]] == sorted((f["duration_s"] for f in page["items"]), reverse=True)
+    assert [f["duration_s"] for f in page.items] == sorted((f["duration_s"] for f in page.items), reverse=True)
 
 
 # ------------------------------------------------------------------------------ run summary notes

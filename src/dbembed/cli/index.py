@@ -58,7 +58,9 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not reuse store
 VectorTypeOpt = Annotated[str | None, typer.Option("--vector-type", help="halfvec (default) or vector.")]
 DryRunOpt = Annotated[
     bool,
-    typer.Option("--dry-run", help="What the next run would do (diff vs the index, tokens, cost, time); no model load."),
+    typer.Option(
+        "--dry-run", help="What the next run would do (diff vs the index, tokens, cost, time); no model load."
+    ),
 ]
 S3MetadataOpt = Annotated[
     bool | None, typer.Option("--s3-metadata", help="Write metadata JSON next to S3 objects.")
@@ -77,10 +79,12 @@ DeviceOpt = Annotated[
 
 # `dbembed run` flag -> the setting it overrides (flat name), or (setting, conversion).  Flags not
 # listed here (roots, config, dry_run, json_out) are not settings.
-RUN_FLAGS: dict[str, str | tuple[str, Callable[[Any], Any]]] = {
+FlagTable = dict[str, str | tuple[str, Callable[[Any], Any]]]
+RUN_FLAGS: FlagTable = {
     "database_url": "database_url", "data_dir": "data_dir", "model": "model", "collection": "collection",
     "dimensions": "dimensions", "workers": "workers", "settle": "settle_s", "include": "include",
-    "exclude": "exclude", "views": "include_views", "document_format": "document_format", "verify": "verify", "sidecar": "sidecar",
+    "exclude": "exclude", "views": "include_views", "document_format": "document_format", "verify": "verify",
+    "sidecar": "sidecar",
     "keep_missing": "keep_missing", "no_cache": ("embed_cache", lambda on: False if on else None),
     "vector_type": "vector_type", "s3_metadata": "s3_metadata", "log_format": "log_format", "emf": "emf",
     "metrics_file": "metrics_file", "force": "force", "device": "device", "backend": "backend",
@@ -88,12 +92,13 @@ RUN_FLAGS: dict[str, str | tuple[str, Callable[[Any], Any]]] = {
 }  # fmt: skip
 
 
-def settings_overrides(table: dict[str, str | tuple[str, Callable[[Any], Any]]], flags: dict[str, Any]) -> dict[str, Any]:
+def settings_overrides(table: FlagTable, flags: dict[str, Any]) -> dict[str, Any]:
     """Map parsed flags onto settings overrides through ``table``; unset flags (None, empty lists)
     are left out so that env vars and the config file still apply."""
     out: dict[str, Any] = {}
     for flag, target in table.items():
-        name, value = (target, flags.get(flag)) if isinstance(target, str) else (target[0], target[1](flags.get(flag)))
+        name, convert = (target, None) if isinstance(target, str) else target
+        value = convert(flags.get(flag)) if convert else flags.get(flag)
         if value is not None and value != []:
             out[name] = value
     return out
@@ -104,8 +109,9 @@ def run_cmd(
     config: ConfigOpt = None, database_url: DatabaseUrlOpt = None, data_dir: DataDirOpt = None,
     model: ModelOpt = None, collection: CollectionOpt = None, dimensions: DimensionsOpt = None,
     workers: WorkersOpt = None, settle: SettleOpt = None, include: IncludeOpt = None, exclude: ExcludeOpt = None,
-    views: ViewsOpt = None, document_format: DocumentFormatOpt = None, verify: VerifyOpt = None, sidecar: SidecarOpt = None,
-    keep_missing: KeepMissingOpt = None, no_cache: NoCacheOpt = False, vector_type: VectorTypeOpt = None,
+    views: ViewsOpt = None, document_format: DocumentFormatOpt = None, verify: VerifyOpt = None,
+    sidecar: SidecarOpt = None, keep_missing: KeepMissingOpt = None, no_cache: NoCacheOpt = False,
+    vector_type: VectorTypeOpt = None,
     dry_run: DryRunOpt = False, s3_metadata: S3MetadataOpt = None, log_format: LogFormatOpt = None,
     emf: EmfOpt = None, metrics_file: MetricsFileOpt = None, force: ForceOpt = None, device: DeviceOpt = None,
     backend: BackendOpt = None, precision: PrecisionOpt = None, json_out: JsonOpt = False,
