@@ -57,7 +57,7 @@ def bench_search(url: str, n: int, users: int, queries: int, settings: object) -
     conn = psycopg.connect(url, autocommit=True)
     migrate(conn)
     try_register_vector(conn)
-    mt = memory_table(conn, settings, MODEL, DIMS, create=True)  # type: ignore[arg-type]
+    mt = memory_table(conn, settings.store, MODEL, DIMS, create=True, chat_tables={})  # type: ignore[attr-defined]
     assert mt is not None
     table = mt.table.as_string(conn)
     sid = mt.space_id
@@ -107,7 +107,7 @@ def bench_search(url: str, n: int, users: int, queries: int, settings: object) -
         for q, actor in zip(qs, who, strict=True):
             t = time.perf_counter()
             with scoped(conn, actor, rls=True):
-                hits = search(conn, mt, actor, q, 10, settings)  # type: ignore[arg-type]
+                hits = search(conn, mt, actor, q, 10, settings.store)  # type: ignore[attr-defined]
             times.append((time.perf_counter() - t) * 1000)
             ids.append([h.id for h in hits])
         with scoped(conn, who[0], rls=True):

@@ -53,7 +53,7 @@ def _seed(url: str, memories: int, users: int) -> Any:
     settings = load_settings(database_url=url)
     conn = connect(settings, register_vector=False)
     migrate(conn)
-    mt = memory_table(conn, settings, "bench:random", DIMS, create=True)
+    mt = memory_table(conn, settings.store, "bench:random", DIMS, create=True, chat_tables={})
     assert mt is not None
     rng = np.random.default_rng(7)
     vecs = rng.standard_normal((memories, DIMS)).astype(np.float32)
@@ -89,7 +89,7 @@ def _measure(conn: Any, settings: Any, mt: Any, n: int, users: int, label: str) 
         q /= np.linalg.norm(q)
         t0 = time.perf_counter()
         with scoped(conn, actor, rls=True) as c:
-            hits = memory.search(c, mt, actor, q, 10, settings)
+            hits = memory.search(c, mt, actor, q, 10, settings.store)
         t1 = time.perf_counter()
         with scoped(conn, actor, rls=True) as c:
             history.add_turn(c, h, actor, history.NewTurn(10_000 + i, f"question {i} {label}", f"answer {i}"))

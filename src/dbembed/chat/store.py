@@ -88,7 +88,12 @@ class ChatStore:
         mt = self._cache.get(key)
         if mt is None:
             mt = memory_table(
-                self.conn, self.settings, self.provider.model_id, self.provider.dimensions, create=create
+                self.conn,
+                self.settings.store,
+                self.provider.model_id,
+                self.provider.dimensions,
+                create=create,
+                chat_tables=self.settings.chat.tables,
             )
             if mt is not None:
                 self._cache[key] = mt
@@ -147,7 +152,7 @@ class ChatStore:
         with scoped(self.conn, actor, rls=self.rls) as conn:
             mem = sum(
                 memory.delete_memory(conn, mt, actor, chat_id)
-                for mt in all_memory_tables(conn, self.settings)
+                for mt in all_memory_tables(conn, self.settings.chat.tables)
             )
             turns = history.delete_history(conn, self.history, actor, chat_id)
         return {"turns_deleted": turns, "memories_deleted": mem}
@@ -186,7 +191,7 @@ class ChatStore:
             if mt is None:
                 return []
             return memory.search(
-                conn, mt, actor, vector, k, self.settings, theme, since, until, query=query, mode=mode
+                conn, mt, actor, vector, k, self.settings.store, theme, since, until, query=query, mode=mode
             )
 
     def get_memory(self, actor: Actor, memory_id: int) -> memory.MemoryHit:
@@ -232,7 +237,7 @@ class ChatStore:
         if self.rls:
             raise AccessDenied("retention is a batch job; it does not run under an API key")
         deleted, cutoff = 0, None
-        for mt in all_memory_tables(self.conn, self.settings):
+        for mt in all_memory_tables(self.conn, self.settings.chat.tables):
             n, cutoff = memory.expire(self.conn, mt, days)
             deleted += n
         turns = 0

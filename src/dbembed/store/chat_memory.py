@@ -31,7 +31,7 @@ from dbembed.store.search import MODES, candidate_depth, fuse_rows, set_hnsw_sca
 if TYPE_CHECKING:
     import psycopg
 
-    from dbembed.config import Settings
+    from dbembed.config import StoreSettings
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def _filters(mt: MemoryTable) -> sql.Composable:
 
 
 def _vector_list(
-    conn: psycopg.Connection, mt: MemoryTable, params: dict[str, Any], n: int, settings: Settings
+    conn: psycopg.Connection, mt: MemoryTable, params: dict[str, Any], n: int, settings: StoreSettings
 ) -> list[tuple[Any, ...]]:
     set_hnsw_scan(conn, settings.hnsw_ef_search, n, iterative=True)
     q = sql.SQL(
@@ -130,7 +130,7 @@ def search(
     actor: Actor,
     query_vector: np.ndarray | None,
     k: int,
-    settings: Settings,
+    settings: StoreSettings,
     theme: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,

@@ -11,6 +11,7 @@ metadata are checked the same way.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
@@ -21,12 +22,12 @@ from dbembed.store.collections import check_same_space, default_collection_name
 if TYPE_CHECKING:
     import psycopg
 
-    from dbembed.config import Settings
+    from dbembed.config import StoreSettings
 
 _SPACE_LOCK = 0x63_68_61_74  # "chat"
 
 
-def space_name(settings: Settings, model_id: str, dimensions: int) -> str:
+def space_name(settings: StoreSettings, model_id: str, dimensions: int) -> str:
     """``settings.collection`` if set, else the model's collection slug plus its dimension
     (``all-minilm-l6-v2-384``): the file index's naming of vector spaces."""
     return settings.collection or default_collection_name(model_id, dimensions)
@@ -47,10 +48,19 @@ def _native(row: tuple[Any, ...]) -> MemoryTable:
 
 
 def memory_table(
-    conn: psycopg.Connection, settings: Settings, model_id: str, dims: int, *, create: bool
+    conn: psycopg.Connection,
+    settings: StoreSettings,
+    model_id: str,
+    dims: int,
+    *,
+    create: bool,
+    chat_tables: Mapping[str, str],
 ) -> MemoryTable | None:
-    """The memory table for this model; created when ``create`` (sync), else None if absent."""
-    mapping = mapping_from_settings(settings.chat_tables)
+    """The memory table for this model; created when ``create`` (sync), else None if absent.
+
+    ``chat_tables`` is the chat section's table mapping (``settings.chat.tables``; empty: dbembed's
+    own tables)."""
+    mapping = mapping_from_settings(dict(chat_tables))
     if mapping is not None:
         table = mapped_memory(conn, mapping)
         where = f"memory table {mapping['memory_table']}"
@@ -82,7 +92,7 @@ def memory_table(
 
 def _space_row(
     conn: psycopg.Connection,
-    settings: Settings,
+    settings: StoreSettings,
     name: str,
     model_id: str,
     dims: int,
@@ -109,7 +119,7 @@ def horizon(conn: psycopg.Connection, table: MemoryTable) -> object:
 
 
 def _create_space(
-    conn: psycopg.Connection, settings: Settings, name: str, model_id: str, dims: int, *, mapped: bool
+    conn: psycopg.Connection, settings: StoreSettings, name: str, model_id: str, dims: int, *, mapped: bool
 ) -> tuple[Any, ...]:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SPACE_LOCK,))
@@ -167,9 +177,11 @@ def _create_space(
         return tuple(got)
 
 
-def all_memory_tables(conn: psycopg.Connection, settings: Settings) -> list[MemoryTable]:
-    """Every memory table (all models): what delete-user and retention must reach."""
-    mapping = mapping_from_settings(settings.chat_tables)
+def all_memory_tables(conn: psycopg.Connection, chat_tables: Mapping[str, str]) -> list[MemoryTable]:
+    """Every memory table (all models): what delete-user and retention must reach.
+
+    ``chat_tables`` is the chat section's table mapping (``settings.chat.tables``)."""
+    mapping = mapping_from_settings(dict(chat_tables))
     if mapping is not None:
         table = mapped_memory(conn, mapping)
         row = conn.execute(
