@@ -21,7 +21,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dbembed.embed.base import InputType
+from dbembed.embed.base import EmbeddingProvider, InputType
+from dbembed.embed.plugin import OfflineProfile, ProviderPlugin, estimated_profile
 from dbembed.embed.remote import CallResult, Fatal, Rejected, RemoteProvider, Throttled, TimedOut, Transient
 from dbembed.errors import ConfigError
 
@@ -72,9 +73,15 @@ def lookup_model(model_id: str) -> BedrockModel:
     )
 
 
-def make_bedrock_provider(name: str, settings: Settings) -> BedrockProvider:
-    """Entry point used by the registry for ``--model bedrock:<model-id>``."""
-    return BedrockProvider(name, settings)
+class BedrockPlugin(ProviderPlugin):
+    """Amazon Bedrock: Titan Text Embeddings v1/v2 and Cohere Embed v3 (``pip install 'dbembed[aws]'``)."""
+
+    def create(self, name: str, settings: Settings) -> EmbeddingProvider:
+        return BedrockProvider(name, settings)
+
+    def offline_profile(self, name: str, settings: Settings) -> OfflineProfile:
+        info = lookup_model(name)
+        return estimated_profile(self.model_id(name, settings), info.max_tokens, info.max_chars, info.price_per_1k_tokens)
 
 
 def make_client(settings: Settings) -> Any:

@@ -9,19 +9,75 @@ must not import torch either: on Linux without an NVIDIA driver the device is ``
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dbembed.embed import backends
+from dbembed.embed import backends, openvino_runtime, static
 from dbembed.embed.backends import Runtime
+from dbembed.embed.local import (
+    BUNDLED_NAME,
+    SentenceTransformerProvider,
+    _known_prefixes,
+    bundled_model_path,
+    default_device,
+)
+from dbembed.embed.plugin import OfflineProfile, ProviderPlugin
+from dbembed.embed.tokenize import FileTokenizer
+from dbembed.errors import ConfigError
 
 if TYPE_CHECKING:
     from dbembed.config import Settings
     from dbembed.embed.base import EmbeddingProvider
 
 INT8_SUFFIX = "-int8"
+BUNDLED_ALIASES = ("", "all-MiniLM-L6-v2", "all-minilm-l6-v2", "minilm")
+STATIC_ALIASES = ("minilm-static", "all-MiniLM-L6-v2-static")
+
+
+class LocalPlugin(ProviderPlugin):
+    """Sentence-transformers models on this machine: the bundled MiniLM, minilm-static, a model directory."""
+
+    def model_id(self, name: str, settings: Settings) -> str:
+        if name in BUNDLED_ALIASES:
+            return model_id_for(f"local:{BUNDLED_NAME}", settings)
+        if name in STATIC_ALIASES:
+            return "local:minilm-static"
+        return model_id_for(f"local:{Path(name)}", settings)
+
+    def create(self, name: str, settings: Settings) -> EmbeddingProvider:
+        if name in BUNDLED_ALIASES:
+            return make_local_provider(None, settings)
+        if name in STATIC_ALIASES:
+            return static.StaticModelProvider(settings)
+        return make_local_provider(Path(name), settings)
+
+    def offline_profile(self, name: str, settings: Settings) -> OfflineProfile:
+        model_id = self.model_id(name, settings)
+        if name in STATIC_ALIASES:
+            tok = FileTokenizer(bundled_model_path() / "tokenizer.json")
+            return OfflineProfile(model_id, static.MAX_TOKENS, None, None, tok, tok, "the model's tokenizer")
+        path = bundled_model_path() if name in BUNDLED_ALIASES else Path(name)
+        return local_profile(model_id, path, settings)
+
+
+def local_profile(model_id: str, path: Path, settings: Settings) -> OfflineProfile:
+    """The dry-run profile of the model directory ``path``: its own tokenizer, without torch."""
+    tok_file = path / "tokenizer.json"
+    if not tok_file.is_file():
+        raise ConfigError(f"--dry-run needs {tok_file} to count tokens without loading the model")
+    tok = FileTokenizer(tok_file)
+    seq = 512
+    cfg = path / "sentence_bert_config.json"
+    if cfg.is_file():
+        seq = int(json.loads(cfg.read_text()).get("max_seq_length") or seq)
+    max_tokens = seq - tok.num_special_tokens()
+    prefix = settings.document_prefix if settings.document_prefix is not None else _known_prefixes(path)[1]
+    if prefix:
+        max_tokens -= tok.count(prefix)
+    return OfflineProfile(model_id, max_tokens, None, None, tok, tok, f"the model's tokenizer ({tok_file.name})")
 
 
 def cheap_device(settings: Settings) -> str:
@@ -32,8 +88,6 @@ def cheap_device(settings: Settings) -> str:
         os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidia0")
     ):
         return "cpu"
-    from dbembed.embed.local import default_device
-
     return default_device()
 
 
@@ -64,20 +118,14 @@ def resolve_runtime(model_dir: Path, settings: Settings, device: str) -> Runtime
         else:
             precision = "fp32"
     if precision == "bf16" and device == "cpu" and not backends.cpu_has_bf16():
-        from dbembed.errors import ConfigError
-
         raise ConfigError("precision bf16 needs a CPU with AVX-512 BF16 or AMX (this one has neither)")
     return Runtime(backend, precision)
 
 
 def make_local_provider(path: Path | None, settings: Settings) -> EmbeddingProvider:
     """The provider for the model directory ``path`` (None: the bundled model) per the settings."""
-    from dbembed.embed.local import BUNDLED_NAME, bundled_model_path
-
     model_dir = path if path is not None else bundled_model_path()
     if not model_dir.exists():
-        from dbembed.errors import ConfigError
-
         raise ConfigError(f"local model directory not found: {model_dir}")
     device = cheap_device(settings)
     base_id = f"local:{BUNDLED_NAME if path is None else model_dir}"
@@ -89,19 +137,13 @@ def build(
     model_dir: Path, settings: Settings, device: str, rt: Runtime, base_id: str | None
 ) -> EmbeddingProvider:
     """A provider for ``rt``; ``base_id`` None means the bundled model's id is derived by the provider."""
-    from dbembed.embed.local import SentenceTransformerProvider, _known_prefixes, bundled_model_path
-
     bundled = model_dir == bundled_model_path()
     if base_id is None:
         base_id = "local:all-MiniLM-L6-v2" if bundled else f"local:{model_dir}"
     model_id = base_id + INT8_SUFFIX if rt.precision == "int8" else base_id
     st_path = None if bundled else model_dir
     if rt.backend == "openvino":
-        from dbembed.embed import openvino_runtime
-
         if not openvino_runtime.supported(model_dir):
-            from dbembed.errors import ConfigError
-
             raise ConfigError(
                 f"backend openvino runs models with a tokenizer.json and mean, cls or max pooling;"
                 f" {model_dir} has another layout: use --backend torch"

@@ -20,7 +20,8 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from dbembed.embed.base import InputType
+from dbembed.embed.base import EmbeddingProvider, InputType
+from dbembed.embed.plugin import OfflineProfile, ProviderPlugin, estimated_profile
 from dbembed.embed.remote import CallResult, Fatal, Rejected, RemoteProvider, Throttled, TimedOut, Transient
 from dbembed.errors import ConfigError, EmbeddingError
 
@@ -37,6 +38,22 @@ KNOWN_MODELS: dict[str, tuple[int, int, float | None]] = {
 }
 SHORTENABLE = {"text-embedding-3-small", "text-embedding-3-large"}
 DEFAULT_MAX_TOKENS = 512  # unknown models: typical BERT-sized limit, safe for most servers
+
+
+class OpenAIPlugin(ProviderPlugin):
+    """OpenAI-compatible embeddings APIs: OpenAI, Azure OpenAI, TEI, vLLM, Ollama, Infinity."""
+
+    def create(self, name: str, settings: Settings) -> EmbeddingProvider:
+        return OpenAIProvider(name, settings)
+
+    def offline_profile(self, name: str, settings: Settings) -> OfflineProfile:
+        known = KNOWN_MODELS.get(name)
+        return estimated_profile(
+            self.model_id(name, settings),
+            known[1] if known else DEFAULT_MAX_TOKENS,
+            None,
+            known[2] if known else None,
+        )
 
 
 class OpenAIProvider(RemoteProvider):
