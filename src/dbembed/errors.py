@@ -1,10 +1,19 @@
-"""Exception hierarchy and the process exit codes the CLI maps them to.
+"""Every exception type dbembed defines, with the exit code and HTTP status each one maps to.
+
+Each class carries ``exit_code`` (what the CLI exits with, ``dbembed.cli.common``) and
+``http_status`` (what the HTTP API answers, ``dbembed.api.errors``); surfaces map from these
+attributes and keep no table of their own.  Internal signals (a lost lease, a provider's failure
+kinds, the Data API's size refusal) live here too, so that one file lists everything that can be
+raised; their codes say what it would mean should one ever reach a surface.
 
 Exit codes (documented in README):
-  0  everything succeeded
-  1  the run finished but some files failed (partial failure; AWS Batch can alert on it)
-  2  bad usage or configuration (unknown flag, invalid config file, bad argument)
-  3  fatal: the database is unreachable or unusable, or another unrecoverable error
+  0    everything succeeded
+  1    the run finished but some files failed (partial failure; AWS Batch can alert on it);
+       also a question answered no
+  2    bad usage or configuration (unknown flag, invalid config file, bad argument)
+  3    fatal: the database is unreachable or unusable, or another unrecoverable error
+  130  interrupted (Ctrl-C, SIGTERM)
+  141  stdout was closed early (``dbembed files --all | head``)
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
 EXIT_FATAL = 3
+EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141
 
 
 class DbembedError(Exception):
@@ -96,6 +107,72 @@ class InputRejected(EmbeddingError):
 class NotFound(DbembedError):
     exit_code = EXIT_USAGE
     http_status = 404
+
+
+class Conflict(UsageError):
+    """What the caller asked to create already exists (e.g. a chat turn with that number)."""
+
+    http_status = 409
+
+
+class RequestTooLarge(UsageError):
+    """An HTTP request body is over the server's limit."""
+
+    http_status = 413
+
+
+class LeaseLost(DbembedError):
+    """Another worker took this file over (our lease expired); our changes are rolled back.
+
+    The run records the file as ``lost`` (the other worker finishes it); never a failure."""
+
+    http_status = 409
+
+
+class RemoteFailure(EmbeddingError):
+    """One failed request to a remote provider, by kind; ``reason`` is one user-facing line.
+
+    ``dbembed.embed.remote`` turns these into retries, batch splits or one ``EmbeddingError``."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class Throttled(RemoteFailure):
+    """HTTP 429 / ThrottlingException: slow down and retry."""
+
+    http_status = 503
+
+
+class Transient(RemoteFailure):
+    """5xx or a dropped connection: retry with backoff."""
+
+
+class TimedOut(RemoteFailure):
+    """No answer within ``request_timeout_s``: retry the batch as two halves."""
+
+    http_status = 504
+
+
+class Rejected(RemoteFailure):
+    """The service refuses the input (HTTP 400/413/422): bisect to the text at fault."""
+
+    http_status = 422
+
+
+class Fatal(RemoteFailure):
+    """Bad credentials, unknown model, no access: no retry helps."""
+
+
+class ResponseTooLarge(DbembedError):
+    """The RDS Data API refused to return a result (1 MiB per response, 64 KB per row);
+    ``dbembed.store.dataapi`` re-runs the query in pages."""
+
+
+class UnsupportedValue(DbembedError, TypeError):
+    """A Python value with no RDS Data API encoding (raised as ``psycopg.ProgrammingError`` upstream)."""
 
 
 def mask_url(url: str) -> str:

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 from dbembed.chat.store import ChatStore
 from dbembed.chat.sync import SyncResult
 from dbembed.config import load_settings
-from dbembed.store.chat_history import ChatInfo, Conflict, Page, Turn
+from dbembed.errors import AccessDenied, Conflict, InvalidInput
+from dbembed.store.chat_history import ChatInfo, Page, Turn
 from dbembed.store.chat_memory import MemoryHit
 from dbembed.store.connection import open_connection
-from dbembed.store.scope import AccessDenied, Actor, InvalidInput
+from dbembed.store.scope import Actor
 
 if TYPE_CHECKING:
     from dbembed.config import Settings

@@ -16,15 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dbembed.chat.sync import SyncResult, sync_memory
+from dbembed.errors import AccessDenied, InvalidInput
 from dbembed.store import chat_history as history
 from dbembed.store import chat_memory as memory
 from dbembed.store.chat_tables import MemoryTable, mapped_history, mapping_from_settings, native_history
 from dbembed.store.memory_spaces import all_memory_tables, memory_table
 from dbembed.store.scope import (
     MAX_THEME_CHARS,
-    AccessDenied,
     Actor,
-    InvalidInput,
     check_chat_id,
     clean_input,
     scoped,

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from dbembed.embed.base import EmbeddingProvider, InputType
 from dbembed.embed.plugin import OfflineProfile, ProviderPlugin, estimated_profile
-from dbembed.embed.remote import CallResult, Fatal, Rejected, RemoteProvider, Throttled, TimedOut, Transient
-from dbembed.errors import ConfigError
+from dbembed.embed.remote import CallResult, RemoteProvider
+from dbembed.errors import ConfigError, Fatal, Rejected, Throttled, TimedOut, Transient
 
 if TYPE_CHECKING:
     from dbembed.config import Settings

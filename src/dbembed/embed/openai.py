@@ -22,8 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from dbembed.embed.base import EmbeddingProvider, InputType
 from dbembed.embed.plugin import OfflineProfile, ProviderPlugin, estimated_profile
-from dbembed.embed.remote import CallResult, Fatal, Rejected, RemoteProvider, Throttled, TimedOut, Transient
-from dbembed.errors import ConfigError, EmbeddingError
+from dbembed.embed.remote import CallResult, RemoteProvider
+from dbembed.errors import ConfigError, EmbeddingError, Fatal, Rejected, Throttled, TimedOut, Transient
 
 if TYPE_CHECKING:
     from dbembed.config import Settings

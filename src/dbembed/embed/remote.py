@@ -35,41 +35,21 @@ import numpy as np
 
 from dbembed.embed.base import EmbeddingProvider, InputType, Tokenizer, check_vectors
 from dbembed.embed.tokenize import EstimatingTokenizer
-from dbembed.errors import EmbeddingError, InputRejected
+from dbembed.errors import (
+    EmbeddingError,
+    Fatal,
+    InputRejected,
+    Rejected,
+    RemoteFailure,
+    Throttled,
+    TimedOut,
+    Transient,
+)
 
 if TYPE_CHECKING:
     from dbembed.config import Settings
 
 log = logging.getLogger("dbembed.embed")
-
-
-class RemoteFailure(Exception):
-    """Base of the provider-neutral failure kinds; ``reason`` is one user-facing line."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class Throttled(RemoteFailure):
-    pass
-
-
-class Transient(RemoteFailure):
-    pass
-
-
-class TimedOut(RemoteFailure):
-    pass
-
-
-class Rejected(RemoteFailure):
-    pass
-
-
-class Fatal(RemoteFailure):
-    pass
 
 
 @dataclass

@@ -14,19 +14,13 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from dbembed.errors import UsageError
+from dbembed.errors import Conflict, InvalidInput, UsageError
 from dbembed.store.chat_tables import HistoryTable
 from dbembed.store.paging import decode_cursor, encode_cursor
-from dbembed.store.scope import Actor, InvalidInput
+from dbembed.store.scope import Actor
 
 if TYPE_CHECKING:
     pass
-
-
-class Conflict(UsageError):
-    """The turn already exists (HTTP 409)."""
-
-    http_status = 409
 
 
 @dataclass(frozen=True)

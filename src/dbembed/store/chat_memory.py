@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from psycopg import sql
 
-from dbembed.errors import NotFound
+from dbembed.errors import InvalidInput, NotFound
 from dbembed.store.chat_tables import MemoryTable
 from dbembed.store.lexical import QueryPlan, match_sql, query_plan, score_sql, tiebreak_sql
-from dbembed.store.scope import Actor, InvalidInput
+from dbembed.store.scope import Actor
 from dbembed.store.search import MODES, candidate_depth, fuse_rows, set_hnsw_scan
 
 if TYPE_CHECKING:

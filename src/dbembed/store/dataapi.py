@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from dbembed.errors import DatabaseUnavailable
+from dbembed.errors import DatabaseUnavailable, ResponseTooLarge
 from dbembed.store import dataapi_sql as wire
 from dbembed.store.dataapi_config import SCHEME, Target, client, is_data_api_url, parse_url, require_direct
 
@@ -77,10 +77,6 @@ def _error_code(exc: BaseException) -> str:
 def _message(exc: BaseException) -> str:
     resp = getattr(exc, "response", {})
     return str(resp.get("Error", {}).get("Message") or resp.get("message") or exc)
-
-
-class ResponseTooLarge(Exception):
-    """The Data API refused to return this result (1 MiB per response, 64 KB per row)."""
 
 
 def map_error(exc: BaseException, target: Target) -> BaseException:

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from dbembed.errors import UnsupportedValue
+
 _PLACEHOLDER = re.compile(rb"%%|%\((?P<name>[^)]+)\)[sbt]|%[sbt]")
 _NAME_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -39,10 +41,6 @@ class Column:
 
     name: str
     type_name: str
-
-
-class UnsupportedValue(TypeError):
-    """A Python value with no Data API encoding (raised as psycopg.ProgrammingError upstream)."""
 
 
 def _vector_text(value: Any) -> tuple[str, str] | None:

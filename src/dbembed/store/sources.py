@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dbembed.errors import LeaseLost
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -33,10 +35,6 @@ class Claim:
     mtime: float | None
     content_hash: str | None
     meta: dict[str, Any]
-
-
-class LeaseLost(Exception):
-    """Another worker took this file over (our lease expired); our changes are rolled back."""
 
 
 def upsert_discovered(
