@@ -43,8 +43,16 @@ def _error_packet(sqlstate: str, message: str) -> bytes:
 class FlakyProxy:
     """127.0.0.1:port -> unix socket, refusing for ``refuse_s`` then 'starting up' until ``ready_s``."""
 
-    def __init__(self, unix_path: str, refuse_s: float, ready_s: float) -> None:
+    def __init__(
+        self,
+        unix_path: str,
+        refuse_s: float,
+        ready_s: float,
+        sqlstate: str = "57P03",
+        message: str = "the database system is starting up",
+    ) -> None:
         self.unix_path = unix_path
+        self.sqlstate, self.message = sqlstate, message
         self.refuse_s = refuse_s
         self.ready_s = ready_s
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -77,7 +85,7 @@ class FlakyProxy:
                 if code in (SSL_REQUEST, GSSENC_REQUEST):
                     client.sendall(b"N")
                     continue
-                client.sendall(_error_packet("57P03", "the database system is starting up"))
+                client.sendall(_error_packet(self.sqlstate, self.message))
                 break
         except (ConnectionError, OSError):
             pass
@@ -129,8 +137,8 @@ def unix_socket(pg_server: object) -> str:
 def make_proxy(unix_socket: str) -> Iterator[object]:
     proxies: list[FlakyProxy] = []
 
-    def make(refuse_s: float, ready_s: float) -> FlakyProxy:
-        proxy = FlakyProxy(unix_socket, refuse_s, ready_s)
+    def make(refuse_s: float, ready_s: float, **answer: str) -> FlakyProxy:
+        proxy = FlakyProxy(unix_socket, refuse_s, ready_s, **answer)
         proxies.append(proxy)
         return proxy
 
@@ -150,7 +158,7 @@ def test_waits_while_refused_then_starting_up(make_proxy, tmp_path: Path, caplog
 
     proxy = make_proxy(refuse_s=1.0, ready_s=4.0)
     settings = _settings(tmp_path, database_url=proxy.url(), db_resume_wait_s=30)
-    caplog.set_level(logging.WARNING, logger="dbembed.store.resume")
+    caplog.set_level(logging.WARNING, logger="dbembed.store.wait_for_server")
     start = time.monotonic()
     conn = connect(settings, register_vector=False)
     try:
@@ -185,7 +193,7 @@ def test_permanent_error_fails_at_once(make_proxy, tmp_path: Path, caplog) -> No
     proxy = make_proxy(refuse_s=0, ready_s=0)
     time.sleep(0.1)  # let it start listening
     settings = _settings(tmp_path, database_url=proxy.url("no_such_db"), db_resume_wait_s=60)
-    caplog.set_level(logging.WARNING, logger="dbembed.store.resume")
+    caplog.set_level(logging.WARNING, logger="dbembed.store.wait_for_server")
     start = time.monotonic()
     with pytest.raises(DatabaseUnavailable, match="does not exist"):
         connect(settings, register_vector=False)
@@ -232,22 +240,86 @@ def test_iam_token_regenerated_on_every_attempt(
     aws_auth.clear_caches()
 
 
+def _connect_error(url: str) -> BaseException:
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        return exc
+    raise AssertionError("the connection succeeded")
+
+
+def test_localized_starting_up_is_waited_out(make_proxy, tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    """A server answering in Japanese: no English words to match, only SQLSTATE 57P03."""
+    from dbembed.store.connection import connect
+
+    proxy = make_proxy(refuse_s=0, ready_s=3.0, message="データベースシステムは起動処理中です")
+    settings = _settings(tmp_path, database_url=proxy.url(), db_resume_wait_s=30)
+    caplog.set_level(logging.WARNING, logger="dbembed.store.wait_for_server")
+    start = time.monotonic()
+    conn = connect(settings, register_vector=False)
+    conn.close()
+    assert time.monotonic() - start >= 3.0
+    assert [r for r in caplog.records if "not ready" in r.getMessage()]
+
+
 @pytest.mark.parametrize(
-    ("message", "transient"),
+    ("sqlstate", "message", "transient"),
     [
-        ('connection to server at "10.0.0.5", port 5432 failed: Connection refused', True),
-        ("FATAL:  the database system is starting up", True),
-        ('FATAL: Database "x" is resuming after being auto-paused. Please wait a few moments', True),
-        ("server closed the connection unexpectedly", True),
-        ("connection to server failed: timeout expired", True),
-        ('FATAL:  password authentication failed for user "dbembed"', False),
-        ('FATAL:  PAM authentication failed for user "iam_user"', False),
-        ('FATAL:  database "vectors" does not exist', False),
-        ("FATAL:  no pg_hba.conf entry for host", False),
-        ("SSL error: certificate verify failed", False),
+        ("57P03", "データベースシステムは起動処理中です", True),  # cannot_connect_now, localized
+        ("57P03", "Das Datenbanksystem startet", True),
+        # Permanent refusals, even when their text reads like a transient one.
+        ("28P01", "the database system is starting up (password authentication failed)", False),
+        ("3D000", "connection refused: database is resuming after being auto-paused", False),
+        ("28000", "kein pg_hba.conf-Eintrag für Host", False),
     ],
 )
-def test_transient_classification(message: str, transient: bool) -> None:
-    from dbembed.store.resume import is_transient
+def test_connect_failures_classified_by_sqlstate(
+    make_proxy,  # noqa: ANN001
+    sqlstate: str,
+    message: str,
+    transient: bool,
+) -> None:
+    from dbembed.store.wait_for_server import is_transient
 
-    assert is_transient(Exception(message)) is transient
+    proxy = make_proxy(refuse_s=0, ready_s=600, sqlstate=sqlstate, message=message)
+    time.sleep(0.1)
+    exc = _connect_error(proxy.url())
+    assert is_transient(exc, proxy.url()) is transient
+
+
+def test_no_server_answer_is_transient_by_type(make_proxy) -> None:  # noqa: ANN001
+    """A refused connection has no SQLSTATE at all: waiting may help."""
+    import psycopg
+
+    from dbembed.store.wait_for_server import is_transient
+
+    proxy = make_proxy(refuse_s=600, ready_s=600)
+    exc = _connect_error(proxy.url())
+    assert is_transient(exc, proxy.url())
+    assert is_transient(psycopg.errors.ConnectionTimeout("timeout expired"))
+    assert not is_transient(ValueError("connection refused"))  # not a database error at all
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        ("AdminShutdown", True),  # 57P01, e.g. a failover
+        ("CrashShutdown", True),  # 57P02
+        ("CannotConnectNow", True),  # 57P03
+        ("TooManyConnections", True),  # 53300
+        ("ConnectionFailure", True),  # class 08
+        ("InvalidPassword", False),  # 28P01
+        ("InvalidCatalogName", False),  # 3D000: unknown database
+        ("InsufficientPrivilege", False),  # 42501
+    ],
+)
+def test_errors_with_sqlstate_classified_by_class(error: str, transient: bool) -> None:
+    """Errors on an open connection (and the Data API's) carry their SQLSTATE; the text is ignored."""
+    import psycopg
+
+    from dbembed.store.wait_for_server import is_transient
+
+    cls = getattr(psycopg.errors, error)
+    assert is_transient(cls("die Datenbank ist nicht bereit"), "host=unused") is transient

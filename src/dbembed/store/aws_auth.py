@@ -192,7 +192,7 @@ def aws_conninfo(settings: StoreSettings) -> str:
 
 
 def refresh_conninfo(info: str, settings: StoreSettings, *, reload_secret: bool = False) -> str:
-    """Re-resolve ``info`` right before a connection attempt (see ``resume.connect_with_retry``).
+    """Re-resolve ``info`` right before a connection attempt (see ``wait_for_server.connect_with_retry``).
 
     A retry loop can outlive a token, and ``store.connection.conninfo`` returns a plain
     ``database_url`` as is: this puts a fresh IAM token (or the secret's password) in.

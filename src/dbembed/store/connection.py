@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from dbembed.config import ApiSettings, Settings, StoreSettings
 from dbembed.errors import DatabaseUnavailable, mask_url
+from dbembed.store.wait_for_server import connect_with_retry
 
 if TYPE_CHECKING:
     import psycopg
@@ -113,24 +114,13 @@ def connect(
         return connect_data_api(settings)  # type: ignore[return-value]
     info = conninfo(settings)
     try:
-        conn = _open_with_resume_retry(info, settings, autocommit=autocommit)
+        conn = connect_with_retry(info, settings, autocommit=autocommit, **_connect_kwargs(settings))
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {mask_url(info)}: {first}") from exc
     if register_vector:
         try_register_vector(conn)
     return conn
-
-
-def _open_with_resume_retry(info: str, settings: StoreSettings, *, autocommit: bool) -> psycopg.Connection:
-    """Connect; retry with backoff while the server says it is starting/resuming (Aurora auto-pause)."""
-    try:
-        from dbembed.store.resume import connect_with_retry  # type: ignore[import-not-found]
-    except ImportError:
-        import psycopg
-
-        return psycopg.connect(info, autocommit=autocommit, **_connect_kwargs(settings))
-    return connect_with_retry(info, settings, autocommit=autocommit, **_connect_kwargs(settings))  # type: ignore[no-any-return]
 
 
 def try_register_vector(conn: psycopg.Connection) -> bool:

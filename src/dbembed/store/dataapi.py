@@ -11,7 +11,7 @@ Aurora realities handled here:
 
 * ``DatabaseResumingException`` (an auto-paused Serverless v2 instance is waking up):
   retried with backoff for up to ``db_resume_wait_s`` (default 180 s), like the psycopg
-  path's ``store.resume``; then ``DatabaseUnavailable`` (exit 3 / HTTP 503).
+  path's ``store.wait_for_server``; then ``DatabaseUnavailable`` (exit 3 / HTTP 503).
 * one statement per call ("Multi-statements aren't supported"): a parameterless script
   (a migration) is split and run statement by statement in one transaction.
 * 4 MiB per request: ``executemany`` becomes ``BatchExecuteStatement`` calls split so

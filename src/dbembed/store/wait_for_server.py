@@ -1,0 +1,197 @@
+"""Connect, waiting for a database server that is starting up or resuming (Aurora Serverless v2).
+
+Why: an Aurora Serverless v2 cluster with a minimum of 0 ACU pauses after being idle;
+the first connections after that are refused, time out, or get "the database system
+is starting up" (SQLSTATE 57P03) / "resuming after being auto-paused" for up to about
+two minutes.  A nightly batch job must wait that out instead of failing.  Errors that
+waiting cannot fix (wrong password, unknown database, no pg_hba entry, bad TLS
+certificate) fail at once, so a misconfiguration never costs ``db_resume_wait_s``.  Which is
+which is decided by SQLSTATE (``is_transient``), so it holds whatever language the server
+answers in.
+
+Every attempt re-resolves the credentials (``aws_auth.refresh_conninfo``): an IAM token
+is made fresh for each connection, and a password rejected right after a Secrets
+Manager rotation gets one retry with the re-read secret (any refusal by the server, since the
+SQLSTATE of a failed connection is not available to tell a password from another refusal).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import make_conninfo
+from psycopg.pq import PGconn, Ping
+
+from dbembed.errors import mask_url
+from dbembed.store import aws_auth
+
+if TYPE_CHECKING:
+    from dbembed.config import StoreSettings
+
+log = logging.getLogger(__name__)
+
+FIRST_DELAY_S = 1.0
+MAX_DELAY_S = 15.0
+
+# Errors whose SQLSTATE says "not now, later": the connection_exception class (08), and
+# cannot_connect_now (starting up, shutting down, in recovery), admin/crash shutdown and
+# too_many_connections.  Everything else the server answers (invalid password 28P01, unknown
+# database 3D000, insufficient privilege, ...) does not get better by waiting.
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08"})
+TRANSIENT_SQLSTATES = frozenset(
+    str(cls.sqlstate)
+    for cls in (
+        pg_errors.CannotConnectNow,
+        pg_errors.AdminShutdown,
+        pg_errors.CrashShutdown,
+        pg_errors.TooManyConnections,
+    )
+)
+# Failures libpq finds on the client side before any server answer, in libpq's own (untranslated)
+# words: TLS settings that no amount of waiting fixes.  Server messages are never matched.
+CLIENT_CONFIG_ERRORS = ("certificate verify failed", "server does not support ssl", "invalid sslmode")
+
+
+def server_answer(info: str) -> Ping:
+    """Ask libpq how the server at ``info`` answers a connection (``PQping``): ``REJECT`` is the
+    SQLSTATE 57P03 cannot_connect_now; ``OK`` any other answer (it is up, and refused us for
+    another reason, or let us in); ``NO_RESPONSE`` no answer at all (refused, timed out,
+    unreachable); ``NO_ATTEMPT`` an unusable conninfo.
+
+    Called through ctypes, which lets other threads run during the attempt (psycopg's own
+    ``PGconn.ping`` holds the GIL for up to ``connect_timeout``); psycopg's when no libpq is found.
+    """
+    ping = _ctypes_ping()
+    return Ping(ping(info.encode()) if ping is not None else PGconn.ping(info.encode()))
+
+
+@functools.cache
+def _ctypes_ping() -> Callable[[bytes], int] | None:
+    """``PQping`` of the libpq psycopg uses: the one bundled with psycopg-binary, else the system's."""
+    import ctypes
+    import ctypes.util
+    import importlib.util
+
+    spec = importlib.util.find_spec("psycopg_binary")
+    bundled = []
+    if spec is not None and spec.origin:
+        bundled = sorted(Path(spec.origin).parent.parent.glob("psycopg_binary.libs/libpq*.so*"))
+    for path in [*map(str, bundled), ctypes.util.find_library("pq")]:
+        if not path:
+            continue
+        try:
+            fn = ctypes.CDLL(path).PQping
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_char_p], ctypes.c_int
+        return fn  # type: ignore[no-any-return]
+    return None
+
+
+def is_transient(
+    exc: BaseException, info: str | None = None, *, ping: Callable[[str], Ping] = server_answer
+) -> bool:
+    """True when waiting may help: the server is starting, resuming or unreachable for now.
+
+    Classified by SQLSTATE, never by message text (servers answer in their own language):
+    an error that carries one (psycopg's errors on an open connection, the Data API's) is
+    transient when its class is 08 or it is one of ``TRANSIENT_SQLSTATES``.  A failed
+    ``psycopg.connect`` carries none (libpq keeps the server's SQLSTATE to itself), so libpq is
+    asked how the server answers (``server_answer``, one more connection attempt, made only after
+    a failure); without ``info`` any connection failure counts as transient.
+    """
+    state = getattr(exc, "sqlstate", None)
+    if state:
+        return state[:2] in TRANSIENT_SQLSTATE_CLASSES or state in TRANSIENT_SQLSTATES
+    if isinstance(exc, pg_errors.ConnectionTimeout):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    if info is None:
+        return True
+    answer = ping(info)
+    if answer is Ping.NO_RESPONSE:
+        return not any(p in str(exc).lower() for p in CLIENT_CONFIG_ERRORS)
+    return answer is Ping.REJECT
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def connect_with_retry(
+    info: str,
+    settings: StoreSettings,
+    *,
+    autocommit: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+    **kwargs: Any,
+) -> psycopg.Connection:
+    """``psycopg.connect`` that retries transient failures for up to ``settings.db_resume_wait_s``.
+
+    Backoff doubles from 1 s to 15 s with +-20 % jitter (many array-job workers start
+    together).  Each wait is logged at WARNING.  The last error is re-raised
+    (``psycopg.OperationalError``) when the time is up or the error is permanent;
+    ``store.connection.connect`` turns it into ``DatabaseUnavailable``.
+    """
+    if settings.db_iam_auth and "sslmode" not in kwargs:
+        mode = aws_auth.default_sslmode(settings)
+        if mode:
+            kwargs["sslmode"] = mode
+    budget = settings.resume_wait_s(info)
+    start = time.monotonic()
+    delay = FIRST_DELAY_S
+    attempt = 0
+    reload_secret = False
+    secret_reloaded = False
+    while True:
+        attempt += 1
+        current = aws_auth.refresh_conninfo(info, settings, reload_secret=reload_secret)
+        reload_secret = False
+        try:
+            conn = psycopg.connect(current, autocommit=autocommit, **kwargs)
+        except psycopg.OperationalError as exc:
+            transient = is_transient(exc, make_conninfo(current, **kwargs))
+            if not transient and settings.db_secret_id and not settings.db_iam_auth and not secret_reloaded:
+                # The server refused us: the secret may have rotated since we cached it; re-read it once.
+                log.warning("database refused the connection; re-reading secret %s", settings.db_secret_id)
+                reload_secret = secret_reloaded = True
+                continue
+            if not transient:
+                raise
+            elapsed = time.monotonic() - start
+            remaining = budget - elapsed
+            if remaining <= 0:
+                log.error(
+                    "database at %s still unavailable after %.0fs (%d attempts): %s",
+                    mask_url(info),
+                    elapsed,
+                    attempt,
+                    _first_line(exc),
+                )
+                raise
+            wait = min(delay * random.uniform(0.8, 1.2), MAX_DELAY_S, remaining)
+            log.warning(
+                "database at %s not ready (%s); waiting %.1fs and retrying (%.0fs of %.0fs used, attempt %d)",
+                mask_url(info),
+                _first_line(exc),
+                wait,
+                elapsed,
+                budget,
+                attempt,
+            )
+            sleep(wait)
+            delay = min(delay * 2, MAX_DELAY_S)
+            continue
+        if attempt > 1:
+            log.warning("database at %s is available after %d attempts", mask_url(info), attempt)
+        return conn
