@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dbembed.errors import DbembedError
+from dbembed.errors import DatabaseUnavailable, DbembedError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -54,7 +54,7 @@ def _unexpected(exc: BaseException) -> tuple[int, str]:
         from psycopg_pool import PoolTimeout
 
         if isinstance(exc, PoolTimeout | psycopg.OperationalError):
-            return 503, "the database is unavailable or saturated; retry later"
+            return DatabaseUnavailable.http_status, "the database is unavailable or saturated; retry later"
     except ImportError:  # pragma: no cover - both ship with the api extra
         pass
     return 500, "internal error; the server log has the details under this request id"
@@ -113,7 +113,7 @@ def _validation_message(exc: RequestValidationError) -> str:
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(DbembedError)
     async def _dbembed_error(request: Request, exc: DbembedError) -> JSONResponse:
-        status = int(getattr(exc, "http_status", 500))
+        status = exc.http_status
         if status >= 500:
             log.error("request %s %s: %s (request id %s)", request.method, request.url.path, exc,
                       request_id(request))  # fmt: skip

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import click
 import typer
 
-from dbembed.errors import EXIT_FATAL, DbembedError
+from dbembed.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_PIPE_CLOSED, DbembedError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,17 +73,17 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err("interrupted")
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             # stdout closed early (`dbembed files --all | head`): stop quietly, like other Unix tools.
             import os
 
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-            raise typer.Exit(141) from None
+            raise typer.Exit(EXIT_PIPE_CLOSED) from None
         except (typer.Abort, click.exceptions.Abort):  # a question answered no (or no terminal)
             err("aborted: nothing was changed (pass --yes to skip the question)")
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_PARTIAL) from None
         except typer.Exit:
             raise
         except Exception as exc:  # noqa: BLE001 - last resort: one line, fatal exit code
