@@ -41,7 +41,7 @@ BackendOpt = Annotated[
 ]
 PrecisionOpt = Annotated[
     str | None,
-    typer.Option("--precision", help="Local models: auto, fp32, bf16 or fp16 (CUDA); int8 is refused (recall too low, see docs/performance.md)."),
+    typer.Option("--precision", help="Local models: auto, fp32, bf16 or fp16 (CUDA); int8 is not offered yet (see docs/performance.md)."),
 ]
 ModelOpt = Annotated[
     str | None,
