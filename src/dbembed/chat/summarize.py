@@ -117,14 +117,15 @@ class BedrockSummarizer:
             import boto3
         except ImportError as exc:  # pragma: no cover - boto3 is in the aws extra
             raise ConfigError("the Bedrock summarizer needs boto3: pip install 'dbembed[aws]'") from exc
-        session = boto3.Session(profile_name=settings.aws_profile, region_name=settings.aws_region)
+        embed = settings.embed
+        session = boto3.Session(profile_name=embed.aws_profile, region_name=embed.aws_region)
         kwargs: dict[str, Any] = {}
-        if settings.bedrock_endpoint_url:
-            kwargs["endpoint_url"] = settings.bedrock_endpoint_url
+        if settings.embed.bedrock_endpoint_url:
+            kwargs["endpoint_url"] = settings.embed.bedrock_endpoint_url
         self._client = session.client("bedrock-runtime", **kwargs)
         self.model = model
         self.model_id = f"bedrock:{model}"
-        self.max_chars = settings.chat_summary_max_chars
+        self.max_chars = settings.chat.summary_max_chars
 
     def summarize(self, turns: Sequence[tuple[str, str]]) -> str:
         try:
@@ -148,17 +149,18 @@ class BedrockSummarizer:
 
 def get_summarizer(settings: Settings) -> OpenAICompatibleSummarizer | BedrockSummarizer | None:
     """The configured chat summarizer, or None (memory = each turn's own text)."""
-    spec = settings.chat_summarizer
+    spec = settings.chat.summarizer
     if not spec:
         return None
     scheme, _, model = spec.partition(":")
     if not model:
         raise ConfigError(f"chat_summarizer {spec!r}: expected openai:MODEL or bedrock:MODEL-ID")
     if scheme == "openai":
-        base = settings.chat_summarizer_base_url or settings.openai_base_url or "https://api.openai.com/v1"
-        key = os.environ.get(settings.chat_summarizer_api_key_env)
+        base = settings.chat.summarizer_base_url or settings.embed.openai_base_url
+        base = base or "https://api.openai.com/v1"
+        key = os.environ.get(settings.chat.summarizer_api_key_env)
         return OpenAICompatibleSummarizer(
-            model, base, key, settings.request_timeout_s, settings.chat_summary_max_chars
+            model, base, key, settings.embed.request_timeout_s, settings.chat.summary_max_chars
         )
     if scheme == "bedrock":
         return BedrockSummarizer(model, settings)

@@ -125,7 +125,7 @@ def run_cmd(
         if json_out:
             emit_json(plan.as_dict())
         else:
-            _print_plan(plan, s.settle_s)
+            _print_plan(plan, s.sources.settle_s)
         return
     with RunProgress(enabled=not json_out and sys.stderr.isatty()) as progress:
         summary = service.index(

@@ -300,10 +300,11 @@ class _LevelOrEvents(logging.Filter):
 
 def install(settings: Settings, stream: IO[str] | None = None) -> None:
     """Apply the monitoring settings: log format/level, EMF lines, Prometheus textfile."""
-    setup_logging(settings.log_format, settings.log_level, stream=stream)
+    setup_logging(settings.run.log_format, settings.run.log_level, stream=stream)
     events = logging.getLogger(EVENTS_LOGGER)
     _remove_ours(events)
-    if settings.emf:
-        events.addHandler(_mark(EmfHandler(settings.metrics_namespace, settings.collection, stream=stream)))
-    if settings.metrics_file:
-        events.addHandler(_mark(PrometheusFileHandler(Path(settings.metrics_file))))
+    if settings.run.emf:
+        emf = EmfHandler(settings.run.metrics_namespace, settings.store.collection, stream=stream)
+        events.addHandler(_mark(emf))
+    if settings.run.metrics_file:
+        events.addHandler(_mark(PrometheusFileHandler(Path(settings.run.metrics_file))))

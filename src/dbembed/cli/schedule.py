@@ -86,8 +86,8 @@ def register(app: typer.Typer) -> None:
             metrics_file=metrics_file,
             emf=emf,
         )
-        if settings.log_level is None:
-            settings.log_level = "INFO"  # a long-lived process should say what it does
+        if settings.run.log_level is None:
+            settings.run.log_level = "INFO"  # a long-lived process should say what it does
         install_logging(settings)
         service = Dbembed(settings)
         if once:

@@ -96,7 +96,7 @@ def normalize_roots(roots: Sequence[str | Path]) -> list[str]:
 def open_collection(conn: psycopg.Connection, settings: Settings, provider: EmbeddingProvider) -> Collection:
     from dbembed.store.collections import default_collection_name, ensure_collection
 
-    name = settings.collection or default_collection_name(provider.model_id, settings.dimensions)
+    name = settings.store.collection or default_collection_name(provider.model_id, settings.embed.dimensions)
     return ensure_collection(conn, name, provider.model_id, provider.dimensions, settings.store)
 
 
@@ -106,7 +106,8 @@ def _existing_collection(conn: psycopg.Connection, settings: Settings) -> Collec
     from dbembed.store.collections import default_collection_name, get_collection
 
     model_id = expected_model_id(settings)
-    coll = get_collection(conn, settings.collection or default_collection_name(model_id, settings.dimensions))
+    name = settings.store.collection or default_collection_name(model_id, settings.embed.dimensions)
+    coll = get_collection(conn, name)
     if coll is None or coll.model != model_id:
         return None  # new collection, or a mismatch that the loaded provider will report
     return coll
@@ -117,7 +118,7 @@ def _discover_and_queue(
 ) -> int:
     from dbembed.discover import discover
 
-    cutoff = time.time() - settings.settle_s
+    cutoff = time.time() - settings.sources.settle_s
     batch: list[Any] = []
     found = 0
     seen: set[str] = set()  # overlapping roots (/data and /data/sub) must not list a file twice
@@ -170,7 +171,7 @@ def _handle_vanished(
 def _spawn_workers(settings: Settings, roots: list[str], coll: Collection, run_id: int) -> list[Any]:
     from dbembed.run.worker import spawn_target
 
-    n = max(1, settings.workers)
+    n = max(1, settings.run.workers)
     if n == 1:
         return []
     threads = max(1, (os.cpu_count() or 1) // n)
@@ -248,7 +249,7 @@ def index(
 
 def abandoned_after_s(settings: Settings) -> float:
     """A run whose heartbeat is older than this is dead (its worker stopped beating)."""
-    return max(30.0, settings.lease_s * 3)
+    return max(30.0, settings.run.lease_s * 3)
 
 
 def _record_run_end(
@@ -297,16 +298,16 @@ def _run(
 
     source_store.requeue_stale_settings(conn, coll.id, root_list, read_fingerprint(settings))
     rejection_store.requeue_rejected_chunks(conn, coll.id, root_list)
-    if settings.verify:
+    if settings.sources.verify:
         _verify(conn, coll, root_list)
-    if settings.force:
+    if settings.run.force:
         conn.execute(
             """UPDATE dbembed.sources SET status = 'queued' WHERE collection_id = %s
                AND status IN ('indexed', 'failed')
                AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
             (coll.id, root_list),
         )
-    missing = _handle_vanished(conn, coll, root_list, since, settings.keep_missing)
+    missing = _handle_vanished(conn, coll, root_list, since, settings.run.keep_missing)
     queued = _count(conn, coll.id, root_list, ("queued", "leased"))
     if on_start is not None:
         on_start(queued)
@@ -373,7 +374,7 @@ def _run(
     summary.rejected = run_store.run_rejections(conn, run_id)
     from dbembed.run.explain import skip_notes
 
-    summary.notes = skip_notes(summary, settings.settle_s)
+    summary.notes = skip_notes(summary, settings.sources.settle_s)
     if summary.files_failed or bad_children:
         summary.status = "partial"
     run_store.finish_run(

@@ -93,15 +93,15 @@ def machine_key() -> str:
 def backend_key(settings: Settings, model_id: str) -> str:
     """Which backend embedded: the model id, the requested device (``auto`` unless --device) and,
     for local models, the requested inference runtime and precision (--backend, --precision)."""
-    key = f"{model_id}@{settings.device or 'auto'}"
+    key = f"{model_id}@{settings.embed.device or 'auto'}"
     if model_id.startswith("local:"):
-        key += f"/{settings.backend}/{settings.precision}"
+        key += f"/{settings.embed.backend}/{settings.embed.precision}"
     return key
 
 
 def decide(k: KnownSource | None, f: FoundFile, cutoff: float, settings: Settings, read_fp: str) -> str:
     """new | changed | unchanged | still_failed | pending: what a run would do with this file."""
-    if k is not None and not settings.force:
+    if k is not None and not settings.run.force:
         if (
             k.status == "indexed"
             and k.size == f.size
@@ -123,7 +123,7 @@ def decide(k: KnownSource | None, f: FoundFile, cutoff: float, settings: Setting
 
 
 def _verify_changed(k: KnownSource, f: FoundFile, settings: Settings) -> bool:
-    if not settings.verify or f.path.startswith("s3://"):
+    if not settings.sources.verify or f.path.startswith("s3://"):
         return False
     from dbembed.discover import file_hash
 
@@ -167,7 +167,7 @@ class Planner:
                 state.reject_table(name, reason, existing)
             for table in tables:
                 rows = changed_rows(
-                    src, table, self.salt, self.chunker, existing, state, self.settings.document_format
+                    src, table, self.salt, self.chunker, existing, state, self.settings.text.document_format
                 )
                 for _key, _hash, old, pieces in rows:
                     n["rows_new" if old is None else "rows_changed"] += 1
@@ -200,17 +200,20 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
     root_list = normalize_roots(roots)
     profile = offline_profile(settings)
     # The same limit dbembed.run.worker.make_chunker gives a loaded provider.
-    limit = min(settings.max_chunk_tokens or profile.max_tokens, profile.max_tokens)
-    chunker = Chunker(profile.tokenizer(), limit, overlap=settings.chunk_overlap, max_chars=profile.max_chars)
+    limit = min(settings.text.max_chunk_tokens or profile.max_tokens, profile.max_tokens)
+    overlap = settings.text.chunk_overlap
+    chunker = Chunker(profile.tokenizer(), limit, overlap=overlap, max_chars=profile.max_chars)
     planner = Planner(settings, profile, chunker)
     n = planner.n
     with connect(settings, register_vector=False) as conn:
         coll = None
         indexed_before = schema_exists(conn)  # a fresh database stays untouched: nothing is created
         if indexed_before:
-            coll = get_collection(conn, settings.collection or default_collection_name(profile.model_id, settings.dimensions))
+            dims = settings.embed.dimensions
+            name = settings.store.collection or default_collection_name(profile.model_id, dims)
+            coll = get_collection(conn, name)
         known = known_sources(conn, coll.id, root_list) if coll is not None else {}
-        cutoff, read_fp = time.time() - settings.settle_s, read_fingerprint(settings)
+        cutoff, read_fp = time.time() - settings.sources.settle_s, read_fingerprint(settings)
         seen: set[str] = set()
         for f in discover(root_list, settings.sources):
             if f.path in seen:
@@ -230,7 +233,7 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
             if path not in seen and k.status != "missing":
                 n["files_deleted"] += 1
                 n["rows_deleted"] += int(k.rows or 0)
-                n["chunks_deleted"] += 0 if settings.keep_missing else int(k.chunks or 0)
+                n["chunks_deleted"] += 0 if settings.run.keep_missing else int(k.chunks or 0)
         hashes = list(planner.distinct)
         reused: set[bytes] = set()
         if coll is not None:

@@ -40,7 +40,7 @@ SKIPPED_MESSAGE = "skipped: another run holds the lock"
 
 def lock_key(settings: Settings) -> int:
     """A stable signed 64-bit advisory-lock key per index (collection, else model)."""
-    name = f"dbembed-schedule:{settings.collection or settings.model}"
+    name = f"dbembed-schedule:{settings.store.collection or settings.embed.model}"
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
