@@ -11,4 +11,5 @@ fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/python -m ruff check src tests benchmarks
 .venv/bin/python -m mypy src
+.venv/bin/lint-imports  # the layers contract in pyproject.toml (docs/ARCHITECTURE.md)
 .venv/bin/python -m pytest -q "$@"
