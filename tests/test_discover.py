@@ -113,10 +113,7 @@ def test_s3_roots_dispatch(monkeypatch: pytest.MonkeyPatch, tree: Path) -> None:
         calls.append(root)
         yield FoundFile("s3://bucket/x.db", root, 10, 1.0, True, etag="abc")
 
-    class FakeS3:
-        discover_s3 = staticmethod(fake_discover)
-
-    monkeypatch.setattr(disc, "_s3", lambda: FakeS3)
+    monkeypatch.setattr(disc.s3, "discover_s3", fake_discover)
     found = list(discover(["s3://bucket/prefix/", tree / "a.db"], SourcesSettings()))
     assert calls == ["s3://bucket/prefix/"] and [f.path for f in found][0] == "s3://bucket/x.db"
     assert found[1].path == str(tree / "a.db")

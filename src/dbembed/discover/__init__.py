@@ -1,7 +1,7 @@
 """Find the SQLite files to index: local folders (``local``) and S3 prefixes (``s3``, optional).
 
-S3 support lives in ``dbembed.discover.s3`` and is imported only when an
-``s3://`` root is given, so boto3 stays an optional dependency.
+S3 support lives in ``dbembed.discover.s3``; it imports boto3 (the ``aws`` extra) only when an
+``s3://`` root is walked, and says which extra to install when boto3 is missing.
 """
 
 from __future__ import annotations
@@ -9,24 +9,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from dbembed.discover import s3
 from dbembed.discover.local import FoundFile, discover_local, file_hash
 from dbembed.discover.names import display_path, real_path
-from dbembed.errors import ConfigError, UsageError
+from dbembed.errors import UsageError
 
 if TYPE_CHECKING:
     from dbembed.config import SourcesSettings
 
 __all__ = ["FoundFile", "discover", "display_path", "file_hash", "materialize", "real_path"]
-
-
-def _s3() -> Any:
-    try:
-        from dbembed.discover import s3
-    except ImportError as exc:
-        raise ConfigError(f"S3 sources need the aws extra (pip install 'dbembed[aws]'): {exc}") from exc
-    return s3
 
 
 def discover(roots: Sequence[str | Path], settings: SourcesSettings) -> Iterator[FoundFile]:
@@ -35,14 +28,13 @@ def discover(roots: Sequence[str | Path], settings: SourcesSettings) -> Iterator
     Roots are checked up front, so a typo fails (``UsageError``/``ConfigError``)
     before anything is indexed rather than after the other roots were walked.
     """
-    s3 = _s3() if any(str(r).startswith("s3://") for r in roots) else None
     for root in roots:
         if not str(root).startswith("s3://") and not Path(real_path(str(root))).expanduser().exists():
             raise UsageError(f"source root does not exist: {root}")
-    return _walk(roots, settings, s3)
+    return _walk(roots, settings)
 
 
-def _walk(roots: Sequence[str | Path], settings: SourcesSettings, s3: Any) -> Iterator[FoundFile]:
+def _walk(roots: Sequence[str | Path], settings: SourcesSettings) -> Iterator[FoundFile]:
     for root in roots:
         if str(root).startswith("s3://"):
             yield from s3.discover_s3(str(root), settings)
@@ -54,9 +46,7 @@ def _walk(roots: Sequence[str | Path], settings: SourcesSettings, s3: Any) -> It
 def materialize(found: FoundFile, settings: SourcesSettings) -> Iterator[Path]:
     """A local path to read ``found`` from: the file itself, or a downloaded copy of an S3 object."""
     if found.path.startswith("s3://"):
-        with _s3().fetch(found, settings) as path:
+        with s3.fetch(found, settings) as path:
             yield Path(path)
     else:
-        from dbembed.discover.names import real_path
-
         yield Path(real_path(found.path))

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dbembed.discover.local import FoundFile
 from dbembed.errors import DbembedError, SourceError, UsageError
 from dbembed.read.header import BAD_HEADER, EMPTY, MAGIC
 
@@ -43,7 +44,6 @@ except ImportError:  # pragma: no cover
 
 if TYPE_CHECKING:
     from dbembed.config import SourcesSettings
-    from dbembed.discover import FoundFile
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +142,6 @@ def _check_header(client: Any, bucket: str, key: str, size: int) -> tuple[bool, 
 
 
 def _found(root: str, bucket: str, obj: dict[str, Any], header: tuple[bool, str | None]) -> FoundFile:
-    from dbembed.discover import FoundFile
-
     return FoundFile(
         path=f"s3://{bucket}/{obj['Key']}",
         root=root,

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbembed.config import BACKENDS, PRECISIONS
+from dbembed.embed.local import quiet_transformers
 from dbembed.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -197,8 +198,6 @@ def _export(model_dir: Path, kind: str, out: Path) -> None:
         elif kind == "onnx":
             from sentence_transformers import SentenceTransformer
 
-            from dbembed.embed.local import quiet_transformers
-
             quiet_transformers()
             model = SentenceTransformer(str(model_dir), device="cpu", backend="onnx")
             model.save(str(out))
@@ -218,8 +217,6 @@ def _export_openvino(model_dir: Path, out: Path) -> None:
     import openvino as ov
     import torch
     from transformers import AutoModel, AutoTokenizer
-
-    from dbembed.embed.local import quiet_transformers
 
     quiet_transformers()
     modules = json.loads((model_dir / "modules.json").read_text())

@@ -17,6 +17,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from dbembed.errors import EmbeddingError, InputRejected
+
 InputType = Literal["document", "query"]
 
 
@@ -72,8 +74,6 @@ def check_vectors(raw: Any, n: int, dims: int) -> tuple[np.ndarray, dict[int, st
     be stored).  ``raw`` is an array or a list of per-text vectors (ragged lists are fine).
     Raises ``EmbeddingError`` when the number of vectors is not ``n`` (no text can be blamed).
     """
-    from dbembed.errors import EmbeddingError
-
     bad: dict[int, str] = {}
     if isinstance(raw, np.ndarray) and raw.ndim == 2:
         rows: Sequence[Any] = list(raw)
@@ -192,8 +192,6 @@ class EmbeddingProvider(ABC):
     def _embed_many(self, texts: list[str], input_type: InputType) -> np.ndarray:
         vectors, failures = self._embed_many_partial(texts, input_type)
         if failures:
-            from dbembed.errors import InputRejected
-
             index, reason = min(failures.items())
             raise InputRejected(f"{self.model_id}: input {index}: {reason}")
         return vectors

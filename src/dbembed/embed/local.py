@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from dbembed.embed.base import EmbeddingProvider, InputType, Tokenizer
+from dbembed.embed.tokenize import FileTokenizer
+from dbembed.errors import ConfigError
 
 BUNDLED_NAME = "all-MiniLM-L6-v2"
 
@@ -39,12 +41,8 @@ def detached_tokenizer(hf_tokenizer: Any) -> Tokenizer:
     fast tokenizer's backend serialises to ``tokenizer.json`` text; a copy built from it
     shares nothing with the model's (see ``dbembed.embed.tokenize``).
     """
-    from dbembed.embed.tokenize import FileTokenizer
-
     backend = getattr(hf_tokenizer, "backend_tokenizer", None)
     if backend is None:
-        from dbembed.errors import ConfigError
-
         raise ConfigError("the local model has no fast (tokenizers) tokenizer; dbembed needs one to chunk")
     return FileTokenizer(json_text=backend.to_str())
 
@@ -119,8 +117,6 @@ class SentenceTransformerProvider(EmbeddingProvider):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.path = Path(path) if path is not None else bundled_model_path()
         if not self.path.exists():
-            from dbembed.errors import ConfigError
-
             raise ConfigError(f"local model directory not found: {self.path}")
         name = BUNDLED_NAME if path is None else str(self.path)
         self.model_id = model_id or f"local:{name}"
@@ -159,8 +155,6 @@ class SentenceTransformerProvider(EmbeddingProvider):
         dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         dims = dim_fn()
         if not dims:
-            from dbembed.errors import ConfigError
-
             raise ConfigError(f"cannot tell the embedding dimension of the model in {self.path}")
         self.dimensions = int(dims)
         # max_seq_length counts [CLS]/[SEP]; max_tokens is what the chunker may put in a chunk.
@@ -175,8 +169,6 @@ class SentenceTransformerProvider(EmbeddingProvider):
         return self._tokenizer
 
     def new_tokenizer(self) -> Tokenizer:
-        from dbembed.embed.tokenize import FileTokenizer
-
         return FileTokenizer(json_text=self._tokenizer_json)
 
     def _embed_batch(self, texts: list[str], input_type: InputType) -> np.ndarray:

@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from dbembed.embed.backends import cache_root
 from dbembed.embed.base import EmbeddingProvider, InputType, Tokenizer
+from dbembed.embed.local import cpu_threads
 from dbembed.embed.tokenize import FileTokenizer
 from dbembed.errors import ConfigError
 
@@ -105,16 +107,12 @@ class OpenVINOProvider(EmbeddingProvider):
             "PERFORMANCE_HINT": "LATENCY",
         }
         if threads or not os.environ.get("OMP_NUM_THREADS"):
-            from dbembed.embed.local import cpu_threads
-
             config["INFERENCE_NUM_THREADS"] = threads or cpu_threads()
         else:
             config["INFERENCE_NUM_THREADS"] = int(os.environ["OMP_NUM_THREADS"])
         core = ov.Core()
         try:
             # OpenVINO's model cache: the compiled blob loads in about half the compile time.
-            from dbembed.embed.backends import cache_root
-
             compiled = core.compile_model(
                 str(xml), "CPU", {**config, "CACHE_DIR": str(cache_root() / "openvino-compiled")}
             )

@@ -25,6 +25,7 @@ from dbembed.generate.files import (
     write_big_file,
     write_loadtest_file,
 )
+from dbembed.generate.hostile import write_hostile_files
 from dbembed.generate.planted import PLANTS
 from dbembed.generate.pool import get_pool
 from dbembed.generate.schemas import SCHEMAS, Schema
@@ -148,8 +149,6 @@ def generate(
         for n, kind in enumerate(BAD_KINDS):
             rel = f"{ENVS[n % len(ENVS)]}/crashed/run-{9000 + n}/{SCHEMA_ORDER[n]}.db"
             report.files.append(write_bad_file(out / rel, rel, kind, pool=pool, seed_key=f"{seed}:bad{n}"))
-        from dbembed.generate.hostile import write_hostile_files
-
         report.files.extend(write_hostile_files(out))
     if big_gb > 0:
         rel = f"big/telemetry-{big_gb:g}gb.db"
