@@ -16,18 +16,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dbembed.chat.sync import SyncResult, sync_memory
-from dbembed.errors import AccessDenied, InvalidInput
+from dbembed.errors import AccessDenied, InvalidInput, NotFound
 from dbembed.store import chat_history as history
 from dbembed.store import chat_memory as memory
 from dbembed.store.chat_tables import MemoryTable, mapped_history, mapping_from_settings, native_history
 from dbembed.store.memory_spaces import all_memory_tables, memory_table
-from dbembed.store.scope import (
-    MAX_THEME_CHARS,
-    Actor,
-    check_chat_id,
-    clean_input,
-    scoped,
-)
+from dbembed.store.scope import MAX_THEME_CHARS, Actor, check_chat_id, scoped
+from dbembed.text.inputs import clean_input
 
 if TYPE_CHECKING:
     import psycopg
@@ -112,7 +107,7 @@ class ChatStore:
     ) -> history.Turn:
         """Store one turn (user input + bot response) of a chat.
 
-        Texts and theme pass the hygiene boundary first (``scope.clean_input``): NUL and
+        Texts and theme pass the hygiene boundary first (``dbembed.text.inputs.clean_input``): NUL and
         controls removed, lone surrogates replaced by U+FFFD, NFKC; the returned ``Turn``
         holds what was stored.  Raises ``InvalidInput`` (bad id, too long), ``Conflict``.
         """
@@ -202,8 +197,6 @@ class ChatStore:
                 or not isinstance(memory_id, int)
                 or not 0 < memory_id < 2**63
             ):
-                from dbembed.errors import NotFound
-
                 raise NotFound(f"memory {memory_id} not found")
             return memory.get_memory(conn, mt, actor, memory_id)
 

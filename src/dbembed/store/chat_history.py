@@ -67,7 +67,7 @@ def _who(h: HistoryTable, actor: Actor) -> tuple[sql.Composable, dict[str, Any]]
 
 @dataclass(frozen=True)
 class NewTurn:
-    """A turn to store: texts and theme already cleaned (``scope.clean_input``); ``theme`` None
+    """A turn to store: texts and theme already cleaned (``dbembed.text.inputs.clean_input``); ``theme`` None
     keeps the chat's theme, ``turn_no`` None takes the chat's next number, ``created_at`` None is now."""
 
     chat_id: int

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dbembed.errors import AccessDenied, InvalidInput
-from dbembed.text.inputs import MAX_ID_CHARS, check_text, clean_input, normalize_id
+from dbembed.text.inputs import normalize_id
 
 if TYPE_CHECKING:
     import psycopg
@@ -23,13 +23,6 @@ if TYPE_CHECKING:
 APP_ROLE = "dbembed_app"
 DEFAULT_TENANT = "default"
 MAX_THEME_CHARS = 512
-
-# The input checks (text/inputs.py) and the two error types (errors.py) are shared with the file
-# index and API keys; they are re-exported here for the chat modules that import them with Actor.
-__all__ = [
-    "APP_ROLE", "DEFAULT_TENANT", "MAX_ID_CHARS", "MAX_THEME_CHARS", "AccessDenied", "Actor", "InvalidInput",
-    "check_chat_id", "check_text", "clean_input", "normalize_id", "scoped",
-]  # fmt: skip
 
 
 def check_chat_id(chat_id: int) -> int:
