@@ -239,12 +239,18 @@ def test_concurrent_requests_share_pool_and_provider_safely(live_server: tuple[s
                 if PLANTED not in files[0].get("text", ""):
                     failures.append(f"file search: {checks[-1].text[:200]}")
 
+    sessions_before = _sessions(settings.database_url)
     pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
         t.join(300)
     assert not failures, failures[:5]
+    # 8 threads x 6 rounds x (2 searches + 9 writes) = 528 requests, 48 of them file searches: every one
+    # ran on a connection of the app's pool (at most 4), none opened a connection of its own (the +1 is
+    # the connection that took the first reading).
+    opened = _sessions(settings.database_url) - sessions_before
+    assert opened <= 4 + 1, f"{opened} database sessions opened for {threads * rounds} file searches"
     with httpx.Client(base_url=base) as c:
         h = {"Authorization": f"Bearer {token}"}
         for n in range(threads):
@@ -258,6 +264,18 @@ def test_concurrent_requests_share_pool_and_provider_safely(live_server: tuple[s
             if not (cursor := page["next_cursor"]):
                 break
         assert sorted(numbers) == list(range(threads * rounds * SHARED))
+
+
+def _sessions(database_url: str) -> int:
+    """Sessions ever established to this database (``pg_stat_database.sessions``), once the
+    closed ones have reported: a connection opened and closed per request shows here."""
+    import psycopg
+
+    time.sleep(0.5)  # a closing backend flushes its statistics on exit
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()").fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 SHARED = 8  # turns each thread writes per round into the one chat all threads share
