@@ -37,7 +37,7 @@ def api_env(serving_settings, settings, minilm) -> Iterator[ApiEnv]:  # noqa: AN
 
     dbembed.service.default_providers.put(minilm)  # the file-index search reuses the loaded model
     app = create_app(serving_settings)
-    app.state.dbembed.cache["provider"] = minilm
+    app.state.dbembed.service.use_provider(minilm)
     with TestClient(app) as client, open_store(settings) as store:
         store._provider = minilm
         yield ApiEnv(client, store)

@@ -180,7 +180,7 @@ def live_server(settings, minilm) -> Iterator[tuple[str, Any]]:  # noqa: ANN001
 
     dbembed.service.default_providers.put(minilm)
     app = create_app(settings.model_copy(update={"api_db_pool_size": 4}))
-    app.state.dbembed.cache["provider"] = minilm
+    app.state.dbembed.service.use_provider(minilm)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -210,7 +210,7 @@ def test_concurrent_requests_share_pool_and_provider_safely(live_server: tuple[s
         _, token = create_key(store.conn, "t1")
         for user in range(8):
             store.add_turn(_actor(user), 1, f"user {user} keeps a {ANIMALS[user]} as a pet", "nice")
-        store._provider = app.state.dbembed.cache["provider"]
+        store._provider = app.state.dbembed.service.provider_for()
         assert store.sync().memories_written == 8
 
     threads, rounds = 8, 6
@@ -239,6 +239,7 @@ def test_concurrent_requests_share_pool_and_provider_safely(live_server: tuple[s
                 if PLANTED not in files[0].get("text", ""):
                     failures.append(f"file search: {checks[-1].text[:200]}")
 
+    assert httpx.get(base + "/healthz").json() == {"status": "ok"}  # the app's pool is open
     sessions_before = _sessions(settings.database_url)
     pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
     for t in pool:

@@ -267,7 +267,7 @@ def test_lambda_handler_over_the_data_api(settings, dataapi, minilm, monkeypatch
     assert [t["user_input"] for t in json.loads(out["body"])["items"]] == ["hello over the Data API"]
     assert lh.handler(_event("GET", "/v1/chats", "dbe_bad"), None)["statusCode"] == 401
     assert sum(dataapi.calls.values()) > before  # it went through the stand-in, not a pool
-    assert lh._handler.app.state.dbembed._pool is None
+    assert lh._handler.app.state.dbembed.service._pool is None
 
 
 def test_cli_keys_and_status_over_the_data_api(settings, dataapi, tmp_path, monkeypatch) -> None:  # noqa: ANN001

@@ -91,3 +91,18 @@ def test_runs_page_walks_every_run_once(conn: psycopg.Connection) -> None:
     assert seen == sorted(ids, reverse=True)
     with pytest.raises(InvalidInput):
         runs_page(conn, 2, "garbage!")
+
+
+def test_service_key_operations_on_one_pool(settings) -> None:  # noqa: ANN001
+    """``dbembed keys`` and the HTTP API's authentication go through these service methods."""
+    from dbembed.service import Dbembed
+
+    with Dbembed(settings, pooled=True) as service:
+        key, token = service.create_key("t1", "alice", "ci")
+        assert service.verify_key(token) == key
+        assert [k.id for k in service.list_keys("t1")] == [key.id] and service.list_keys("t2") == []
+        assert service.revoke_key(key.id).revoked_at is not None
+        assert service.verify_key(token) is None
+        service.ping()
+        assert service.runs_page(5).items == [] and service.collections() == []
+        assert service._pool is not None and service._pool.get_stats()["connections_num"] <= settings.api_db_pool_size

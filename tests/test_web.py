@@ -37,7 +37,7 @@ def server(settings, minilm) -> Iterator[str]:  # noqa: ANN001
 
     dbembed.service.default_providers.put(minilm)
     app = create_app(settings)
-    app.state.dbembed.cache["provider"] = minilm
+    app.state.dbembed.service.use_provider(minilm)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -36,19 +36,24 @@ from dbembed.errors import ConfigError, UsageError
 from dbembed.generate import generate as generate_files
 from dbembed.run.plan import plan_run
 from dbembed.run.schedule import locked_run, parse_cron, run_schedule
+from dbembed.store import api_keys
 from dbembed.store import sources as source_store
+from dbembed.store.api_keys import ApiKey
 from dbembed.store.collections import (
     check_compatible,
     default_collection_name,
     list_collections,
     require_collection,
 )
-from dbembed.store.connection import open_connection, open_pool
+from dbembed.store.connection import open_connection, open_pool, ping
 from dbembed.store.dataapi_config import is_data_api_url
 from dbembed.store.files import FilePage, FileQuery, count_files, list_files, parse_since, rejections
+from dbembed.store.paging import Page
 from dbembed.store.runs import recent_runs
+from dbembed.store.scope import Actor
 from dbembed.store.status import RunRecord, Status, collection_status
 from dbembed.text.hygiene import clean_text, is_blank
+from dbembed.text.inputs import check_text
 
 # Modules that load numpy or psycopg are imported by the methods that need them, so that the CLI
 # (which imports this module) starts fast.
@@ -56,7 +61,7 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
-    from dbembed.chat import Actor, ChatStore
+    from dbembed.chat import ChatStore
     from dbembed.embed.base import EmbeddingProvider
     from dbembed.generate import GenerateReport
     from dbembed.run.index import RunSummary
@@ -64,7 +69,7 @@ if TYPE_CHECKING:
     from dbembed.run.schedule import Outcome
     from dbembed.store.search import Hit
 
-__all__ = ["Dbembed", "FilePage", "ProviderCache", "Status", "default_providers", "parse_since"]
+__all__ = ["Actor", "ApiKey", "Dbembed", "Page", "FilePage", "ProviderCache", "Status", "default_providers", "parse_since"]
 
 def override(settings: Settings, changes: dict[str, Any]) -> Settings:
     """A copy of ``settings`` with ``changes`` (flat names: ``settle_s``, ``model``...) applied.
@@ -101,6 +106,7 @@ class Dbembed:
         self._pooled = pooled
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
+        self._chat_cache: dict[str, Any] = {}  # chat's loaded provider and resolved memory tables
 
     # -- plumbing -----------------------------------------------------------------------------
     def with_settings(self, **overrides: Any) -> Dbembed:
@@ -187,9 +193,12 @@ class Dbembed:
         """Top-k chunks for ``query``: ``mode`` ``"hybrid"`` (default, ``settings.search_mode``),
         ``"vector"`` (embedded with the collection's own model) or ``"lexical"`` (tokens only; the
         model is not loaded).  ``file`` is a path glob, ``table`` a table name (case-insensitive).
-        Raises ``UsageError`` for an empty query, k outside 1..1000 or an unknown mode,
+        Raises ``UsageError`` for an empty or over-long query (``max_text_chars``), a filter holding
+        NUL or over 4096 characters, k outside 1..1000 or an unknown mode,
         ``NotFound`` when nothing is indexed, ``CollectionMismatch`` for another model's index."""
         from dbembed.store.search import MODES, search_chunks
+        check_text(query or "", "query", self.settings.max_text_chars)
+        _check_filters(file=file, table=table)
         query = clean_text(query or "")  # the same hygiene (NFKC...) as the indexed documents
         if is_blank(query):
             raise UsageError("the search query is empty")
@@ -261,14 +270,19 @@ class Dbembed:
         cursor: str | None = None,
         rejected: bool = False,
         with_rejections: bool = False,
+        collection: str | None = None,
     ) -> FilePage:
         """One page of the per-file listing (``dbembed files``, ``GET /v1/files``), keyset-paged:
         pass ``next_cursor`` back as ``cursor``.  ``rejected`` keeps only files with rejections;
-        ``with_rejections`` lists each one (``{level, table, row_key, chunk_index, reason}``).
-        Raises ``UsageError`` for an unknown status/sort, a bad ``since`` or cursor."""
+        ``with_rejections`` lists each one (``{level, table, row_key, chunk_index, reason}``);
+        ``collection`` (default ``settings.collection``, else all) names one collection.  Raises
+        ``UsageError`` for an unknown status/sort, a bad ``since``, filter or cursor, ``NotFound``
+        for an unknown collection."""
+        _check_filters(glob=glob, since=since if isinstance(since, str) else None, collection=collection)
         when = parse_since(since)
+        name = collection or self.settings.collection
         with self.connection() as conn:
-            cid = require_collection(conn, self.settings.collection).id if self.settings.collection else None
+            cid = require_collection(conn, name).id if name else None
             q = FileQuery(
                 collection_id=cid, status=status, glob=glob, since=when, sort=sort,
                 descending=descending, limit=limit, rejected=rejected,
@@ -319,18 +333,18 @@ class Dbembed:
 
     # -- chat history and memory --------------------------------------------------------------
     @contextlib.contextmanager
-    def chat_store(self) -> Iterator[ChatStore]:
-        """A ``ChatStore`` on a connection of its own (closed afterwards)."""
-        from dbembed.chat import open_store
+    def chat_store(self, *, rls: bool = False) -> Iterator[ChatStore]:
+        """A ``ChatStore`` on one connection of this service (the pool's when pooled), sharing this
+        service's provider and resolved memory tables; with ``rls`` every transaction runs as role
+        ``dbembed_app`` under row-level security (the HTTP API's requests)."""
+        from dbembed.chat import ChatStore
 
-        with open_store(self.settings) as store:
-            yield store
+        with self.connection() as conn:
+            yield ChatStore(conn, self.settings, rls=rls, provider=self._provider, cache=self._chat_cache)
 
     @staticmethod
     def actor(user: str, tenant: str = "default") -> Actor:
         """Who a chat operation acts for."""
-        from dbembed.chat import Actor
-
         return Actor(user, tenant)
 
     def _chat(self, operation: str, *args: Any, **kwargs: Any) -> Any:
@@ -365,3 +379,53 @@ class Dbembed:
     def retention(self, days: float, *, include_history: bool = False) -> Any:
         """Expire memory (and with ``include_history`` turns) older than ``days``; returns counts."""
         return self._chat("retention", days, include_history=include_history)
+
+    # -- API keys and what the HTTP API lists -------------------------------------------------
+    def create_key(self, tenant: str, user: str | None = None, name: str = "") -> tuple[ApiKey, str]:
+        """A new key of ``tenant`` (of ``user``; None: a tenant service key) and its token, shown once
+        (only its sha256 is stored).  Raises ``InvalidInput`` for a bad id or name."""
+        with self.connection() as conn:
+            return api_keys.create_key(conn, tenant, user, name)
+
+    def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        """Every key (of ``tenant``), oldest first; tokens cannot be shown again."""
+        with self.connection() as conn:
+            return api_keys.list_keys(conn, tenant)
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke a key (idempotent); requests with it are refused from now on.  Raises ``NotFound``."""
+        with self.connection() as conn:
+            return api_keys.revoke_key(conn, key_id)
+
+    def verify_key(self, token: str) -> ApiKey | None:
+        """The live key ``token`` belongs to, or None (malformed, unknown, wrong secret, revoked)."""
+        with self.connection() as conn:
+            return api_keys.verify_token(conn, token)
+
+    def ping(self) -> None:
+        """One round trip to the index (opening the pool when pooled); raises when it does not answer."""
+        with self.connection() as conn:
+            ping(conn)
+
+    def collections(self) -> list[dict[str, Any]]:
+        """Every collection: model, dimensions, files by status, rows, chunks and rejections."""
+        from dbembed.store.files import collection_overview
+
+        with self.connection() as conn:
+            return collection_overview(conn)
+
+    def runs_page(self, limit: int = 20, cursor: str | None = None) -> Page:
+        """Runs of every collection, newest first, as dicts (counters, seconds, usage, ``chunks_per_s``);
+        pass ``next_cursor`` back as ``cursor``.  Raises ``InvalidInput`` for a forged cursor."""
+        from dbembed.run.index import abandoned_after_s
+        from dbembed.store.runs import runs_page
+
+        with self.connection() as conn:
+            return runs_page(conn, limit, cursor, abandoned_after_s(self.settings))
+
+
+def _check_filters(**values: str | None) -> None:
+    """Refuse a filter PostgreSQL text cannot hold (NUL) or over 4096 characters (``InvalidInput``)."""
+    for what, value in values.items():
+        if value is not None:
+            check_text(value, what, 4096)

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
@@ -22,10 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dbembed.api import routes_chat, routes_files
 from dbembed.api.errors import RequestId, install_handlers
 from dbembed.api.state import AppState
-from dbembed.store.connection import ping
-
-if TYPE_CHECKING:
-    from dbembed.config import Settings
+from dbembed.config import Settings, load_settings
+from dbembed.service import Dbembed
 
 
 class BodySizeLimit:
@@ -87,12 +85,13 @@ async def _reply(send: Send, scope: Scope, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; nothing is connected or loaded until the first request needs it."""
-    from dbembed.config import load_settings
-
+def create_app(settings: Settings | None = None, *, service: Dbembed | None = None) -> FastAPI:
+    """Build the app over ``service`` (default: a pooled ``Dbembed(settings)``; settings default: the
+    environment and ``dbembed.toml``); nothing is connected or loaded until a request needs it."""
+    if service is not None:
+        settings = service.settings
     settings = settings or load_settings()
-    st = AppState(settings)
+    st = AppState(settings, service)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -127,8 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> JSONResponse:
         """200 when the database answers; 503 otherwise (for load balancers and Lambda checks)."""
         try:
-            with st.connection() as conn:
-                ping(conn)
+            st.service.ping()
         except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
             return JSONResponse({"status": "unavailable", "error": str(exc).splitlines()[0]}, status_code=503)
         return JSONResponse({"status": "ok"})

@@ -16,7 +16,7 @@ HTTP header values are bytes that servers read as Latin-1: ``José`` travels as
 else is refused with 400 naming the header: raw non-ASCII bytes, control characters, a
 ``%`` not followed by two hex digits, percent-encoded bytes that are not UTF-8, the
 header given twice.  The decoded id is then normalised like every other id
-(``text.inputs.normalize_id``: NFKC), so the CLI, keys and the API agree on who is who.
+(``dbembed.text.inputs.normalize_id``: NFKC), so the CLI, keys and the API agree on who is who.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from dbembed.api.state import AppState
 from dbembed.errors import InvalidInput
-from dbembed.store.api_keys import verify_token
-from dbembed.store.scope import Actor
+from dbembed.service import Actor
 
 USER_HEADER = "X-Dbembed-User"
 _VISIBLE_ASCII = re.compile(r"[\x20-\x7e]*")
@@ -64,8 +63,7 @@ def principal(
         raise HTTPException(
             401, "missing API key (Authorization: Bearer <key>)", {"WWW-Authenticate": "Bearer"}
         )
-    with state(request).connection() as conn:
-        key = verify_token(conn, token)
+    key = state(request).service.verify_key(token)
     if key is None:
         raise HTTPException(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
     return Principal(key.id, key.tenant_id, key.user_id)

@@ -1,13 +1,12 @@
 """Chat endpoints: turns (write, read), chats, memory search and read, user deletion.
 
-Thin: parse, call ``dbembed.chat.ChatStore`` with ``rls=True`` (the request runs as
-role ``dbembed_app`` under row-level security), return JSON.  Errors are mapped to
-HTTP statuses in ``dbembed.api.app``.
+Thin: parse, call the service's ``ChatStore`` (``Dbembed.chat_store(rls=True)``: a pooled
+connection on which the request runs as role ``dbembed_app`` under row-level security),
+return JSON.  Errors are mapped to HTTP statuses in ``dbembed.api.errors``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -15,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from dbembed.api.auth import Principal, actor, principal, state
-from dbembed.chat import Actor, ChatStore
+from dbembed.service import Actor
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
@@ -34,13 +33,6 @@ class TurnIn(BaseModel):
     turn_no: int | None = Field(None, ge=0, le=2**31 - 1, description="Default: next number in the chat.")
 
 
-def store(request: Request) -> Iterator[ChatStore]:
-    st = state(request)
-    with st.connection() as conn:
-        yield ChatStore(conn, st.settings, rls=True, cache=st.cache)
-
-
-StoreDep = Annotated[ChatStore, Depends(store)]
 ActorDep = Annotated[Actor, Depends(actor)]
 
 
@@ -51,37 +43,42 @@ def whoami(who: Annotated[Principal, Depends(principal)], me: ActorDep) -> dict[
 
 
 @router.post("/chats/{chat_id}/turns", status_code=201)
-def add_turn(chat_id: ChatId, body: TurnIn, me: ActorDep, s: StoreDep, request: Request) -> dict[str, Any]:
+def add_turn(chat_id: ChatId, body: TurnIn, me: ActorDep, request: Request) -> dict[str, Any]:
     """Store one turn of a chat (user input + bot response)."""
-    turn = s.add_turn(me, chat_id, body.user_input, body.bot_response, theme=body.theme, turn_no=body.turn_no)
+    with state(request).service.chat_store(rls=True) as s:
+        turn = s.add_turn(me, chat_id, body.user_input, body.bot_response, theme=body.theme, turn_no=body.turn_no)
     state(request).metrics.count("turns_written")
     return turn.as_dict()
 
 
 @router.get("/chats")
 def list_chats(
-    me: ActorDep, s: StoreDep, limit: Limit = 50, cursor: Cursor = None, theme: ThemeQ = None
+    me: ActorDep, request: Request, limit: Limit = 50, cursor: Cursor = None, theme: ThemeQ = None
 ) -> Any:
     """The user's chats, most recently active first."""
-    return s.list_chats(me, limit=limit, cursor=cursor, theme=theme).as_dict()
+    with state(request).service.chat_store(rls=True) as s:
+        return s.list_chats(me, limit=limit, cursor=cursor, theme=theme).as_dict()
 
 
 @router.get("/chats/{chat_id}/turns")
-def list_turns(chat_id: ChatId, me: ActorDep, s: StoreDep, limit: Limit = 50, cursor: Cursor = None) -> Any:
+def list_turns(
+    chat_id: ChatId, me: ActorDep, request: Request, limit: Limit = 50, cursor: Cursor = None
+) -> Any:
     """A chat's turns, newest first."""
-    return s.list_turns(me, chat_id, limit=limit, cursor=cursor).as_dict()
+    with state(request).service.chat_store(rls=True) as s:
+        return s.list_turns(me, chat_id, limit=limit, cursor=cursor).as_dict()
 
 
 @router.delete("/chats/{chat_id}")
-def delete_chat(chat_id: ChatId, me: ActorDep, s: StoreDep) -> dict[str, int]:
+def delete_chat(chat_id: ChatId, me: ActorDep, request: Request) -> dict[str, int]:
     """Delete one chat of the user: its turns and memories."""
-    return s.delete_chat(me, chat_id)
+    with state(request).service.chat_store(rls=True) as s:
+        return s.delete_chat(me, chat_id)
 
 
 @router.get("/memory/search")
 def search_memory(
     me: ActorDep,
-    s: StoreDep,
     request: Request,
     q: Annotated[str, Query(min_length=1, description="What to remember.")],
     k: Annotated[int, Query(ge=1)] = 10,
@@ -94,22 +91,25 @@ def search_memory(
     ] = None,
 ) -> dict[str, Any]:
     """The user's memories best matching ``q`` by meaning and words (optionally one theme, a time range)."""
-    hits = s.search(me, q, k=k, theme=theme, since=since, until=until, mode=mode)
+    with state(request).service.chat_store(rls=True) as s:
+        hits = s.search(me, q, k=k, theme=theme, since=since, until=until, mode=mode)
     state(request).metrics.count("memory_searches")
     return {"items": [h.as_dict() for h in hits]}
 
 
 @router.get("/memory/{memory_id}")
 def get_memory(
-    memory_id: Annotated[int, Path(ge=1, le=2**63 - 1)], me: ActorDep, s: StoreDep
+    memory_id: Annotated[int, Path(ge=1, le=2**63 - 1)], me: ActorDep, request: Request
 ) -> dict[str, Any]:
     """One of the user's memories by id (another user's id is 404, like a missing one)."""
-    return s.get_memory(me, memory_id).as_dict()
+    with state(request).service.chat_store(rls=True) as s:
+        return s.get_memory(me, memory_id).as_dict()
 
 
 @router.delete("/me")
-def delete_me(me: ActorDep, s: StoreDep, request: Request) -> dict[str, int]:
+def delete_me(me: ActorDep, request: Request) -> dict[str, int]:
     """Delete everything of the acting user: every turn and every memory (all models)."""
-    out = s.delete_user(me)
+    with state(request).service.chat_store(rls=True) as s:
+        out = s.delete_user(me)
     state(request).metrics.count("users_deleted")
     return out

@@ -1,7 +1,8 @@
-"""File-index endpoints: semantic search over the indexed SQLite rows, files and runs status.
+"""File-index endpoints: semantic search over the indexed SQLite rows, files, collections and runs.
 
 The file index is shared by all tenants (it indexes files, not people); any valid key
-may search it.  Search calls ``dbembed.service.Dbembed.search``.
+may search it.  Every endpoint calls the app's ``Dbembed`` service, whose connections
+come from one pool per process.
 """
 
 from __future__ import annotations
@@ -13,15 +14,10 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from dbembed.api.auth import principal, state
 from dbembed.errors import InvalidInput
-from dbembed.run.index import abandoned_after_s
-from dbembed.service import Dbembed, parse_since
-from dbembed.store.runs import runs_page
-from dbembed.text.inputs import check_text
 
 router = APIRouter(prefix="/v1", tags=["files"], dependencies=[Depends(principal)])
 
 HIT_FIELDS = ("score", "path", "table", "row_key", "chunk_no", "text")
-STATUSES = ("queued", "leased", "indexed", "failed", "pending", "missing")
 
 
 def _hit(hit: Any) -> dict[str, Any]:
@@ -32,6 +28,13 @@ def _hit(hit: Any) -> dict[str, Any]:
     else:
         data = {f: getattr(hit, f, None) for f in HIT_FIELDS}
     return {k: v for k, v in data.items() if k not in ("vector", "embedding")}
+
+
+def _page_limit(request: Request, limit: int) -> int:
+    most = state(request).settings.max_page_size
+    if limit > most:
+        raise InvalidInput(f"limit must be between 1 and {most}")
+    return limit
 
 
 @router.get("/search")
@@ -48,13 +51,9 @@ def search_files(
 ) -> dict[str, Any]:
     """Search over the file index: by meaning, exact words, or both fused (``mode``)."""
     st = state(request)
-    check_text(q, "query", st.settings.max_text_chars, allow_empty=False)
-    for value, what in ((file, "file"), (table, "table")):
-        if value is not None:
-            check_text(value, what, 4096)
     if k > st.settings.max_k:
         raise InvalidInput(f"k must be between 1 and {st.settings.max_k}")
-    hits = Dbembed(st.settings).search(q, k, file=file, table=table, mode=mode)
+    hits = st.service.search(q, k, file=file, table=table, mode=mode)
     st.metrics.count("file_searches")
     return {"items": [_hit(h) for h in hits]}
 
@@ -80,38 +79,17 @@ def list_files(
 ) -> dict[str, Any]:
     """Files with status, rows, chunks, rejected tables/rows/chunks, last change seen, last indexed,
     duration and error; keyset-paged (pass ``next_cursor`` back), with counts by status."""
-    from dbembed.store.collections import require_collection
-    from dbembed.store.files import FileQuery, count_files
-    from dbembed.store.files import list_files as store_list_files
-
-    st = state(request)
-    if status is not None and status not in STATUSES:
-        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
-    if limit > st.settings.max_page_size:
-        raise InvalidInput(f"limit must be between 1 and {st.settings.max_page_size}")
-    for value, what in ((glob, "glob"), (collection, "collection"), (since, "since")):
-        if value is not None:
-            check_text(value, what, 4096)
-    when = parse_since(since)
-    with st.connection() as conn:
-        cid = require_collection(conn, collection).id if collection else None
-        q = FileQuery(
-            collection_id=cid, status=status, glob=glob, since=when, sort=sort, descending=desc, limit=limit,
-            rejected=rejected,
-        )  # fmt: skip
-        items, nxt = store_list_files(conn, q, cursor)
-        counts = count_files(conn, q)
-    return {"items": items, "next_cursor": nxt, "counts": counts}
+    page = state(request).service.files(
+        status=status, glob=glob, since=since, sort=sort, descending=desc, limit=_page_limit(request, limit),
+        cursor=cursor, rejected=rejected, collection=collection,
+    )  # fmt: skip
+    return {"items": page.items, "next_cursor": page.next_cursor, "counts": page.counts}
 
 
 @router.get("/collections")
 def list_collections(request: Request) -> dict[str, Any]:
     """Every collection: model, dimensions, files by status, rows, chunks and rejections."""
-    from dbembed.store.files import collection_overview
-
-    st = state(request)
-    with st.connection() as conn:
-        return {"items": collection_overview(conn)}
+    return {"items": state(request).service.collections()}
 
 
 @router.get("/runs")
@@ -121,9 +99,5 @@ def list_runs(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
     """Indexing runs, newest first, with their counters."""
-    st = state(request)
-    if limit > st.settings.max_page_size:
-        raise InvalidInput(f"limit must be between 1 and {st.settings.max_page_size}")
-    with st.connection() as conn:
-        page = runs_page(conn, limit, cursor, abandoned_after_s(st.settings))
+    page = state(request).service.runs_page(_page_limit(request, limit), cursor)
     return {"items": page.items, "next_cursor": page.next_cursor}

@@ -1,8 +1,13 @@
-"""``dbembed serve`` (the HTTP API and web page) and ``dbembed keys`` (API key management)."""
+"""``dbembed serve`` (the HTTP API and web page) and ``dbembed keys`` (API key management).
+
+Keys are created, listed and revoked through the service (``Dbembed.create_key`` ...);
+``serve`` is the one CLI command that imports the HTTP app (``dbembed.api.app``).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -15,20 +20,16 @@ from dbembed.cli.common import (
     emit_json,
     handle_errors,
 )
+from dbembed.config import load_settings
+from dbembed.service import Dbembed
 
 keys_app = typer.Typer(
     help="API keys: each bound to a tenant, and optionally to one user.", no_args_is_help=True
 )
 
 
-def _conn(config: Any, database_url: Any, data_dir: Any) -> Any:
-    from dbembed.config import load_settings
-    from dbembed.store.connection import connect
-    from dbembed.store.migrate import migrate
-
-    conn = connect(load_settings(config, database_url=database_url, data_dir=data_dir), register_vector=False)
-    migrate(conn)
-    return conn
+def _service(config: Path | None, database_url: str | None, data_dir: Path | None) -> Dbembed:
+    return Dbembed(load_settings(config, database_url=database_url, data_dir=data_dir))
 
 
 def serve(
@@ -44,13 +45,13 @@ def serve(
         import uvicorn
 
         from dbembed.api.app import create_app
-        from dbembed.config import load_settings
 
         settings = load_settings(
             config, database_url=database_url, data_dir=data_dir, model=model, host=host, port=port
         )
-        app = create_app(settings)
-        app.state.dbembed.pool()  # connect and migrate now: fail fast with a clear message
+        service = Dbembed(settings, pooled=True)
+        service.ping()  # connect and migrate now: fail fast with a clear message
+        app = create_app(service=service)
         typer.echo(f"dbembed API on http://{settings.host}:{settings.port}  (docs: /docs, page: /)", err=True)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
 
@@ -67,13 +68,7 @@ def create(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Create a key. The token is printed once; only its hash is stored."""
-    from dbembed.store.api_keys import create_key
-
-    conn = _conn(config, database_url, data_dir)
-    try:
-        key, token = create_key(conn, tenant, user, name)
-    finally:
-        conn.close()
+    key, token = _service(config, database_url, data_dir).create_key(tenant, user, name)
     if as_json:
         emit_json({**key.as_dict(), "token": token})
     else:
@@ -91,13 +86,7 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """List keys (ids, tenants, users, state); tokens cannot be shown again."""
-    from dbembed.store.api_keys import list_keys
-
-    conn = _conn(config, database_url, data_dir)
-    try:
-        keys = list_keys(conn, tenant)
-    finally:
-        conn.close()
+    keys = _service(config, database_url, data_dir).list_keys(tenant)
     if as_json:
         emit_json([k.as_dict() for k in keys])
         return
@@ -114,13 +103,7 @@ def revoke(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Revoke a key by id; requests with it are refused from now on."""
-    from dbembed.store.api_keys import revoke_key
-
-    conn = _conn(config, database_url, data_dir)
-    try:
-        key = revoke_key(conn, key_id)
-    finally:
-        conn.close()
+    key = _service(config, database_url, data_dir).revoke_key(key_id)
     emit_json(key.as_dict()) if as_json else typer.echo(f"key {key.id} revoked")
 
 
