@@ -324,6 +324,17 @@ class FileIndexer:
                 state.batch, state.replaced, state.reported = [], [], state.rows
 
     # -- main side ---------------------------------------------------------------------
+    def process_claims(self, claims: list[source_store.Claim]) -> Iterator[FileResult]:
+        """Index a claim batch: small local files in group transactions (``dbembed.run.group``),
+        others one by one; yields each file's result once its transaction committed."""
+        from dbembed.run.group import plan_groups, process_group
+
+        for group in plan_groups(claims):
+            if len(group) == 1:
+                yield self.process(group[0])
+            else:
+                yield from process_group(self, group)
+
     def process(self, claim: source_store.Claim) -> FileResult:
         started = self._started = time.perf_counter()
         result = FileResult(path=claim.path, status="failed", size=claim.seen_size, mtime=claim.seen_mtime)
@@ -462,26 +473,28 @@ class FileIndexer:
             crash_point("before_commit")
             source_store.mark_indexed(
                 self.conn,
-                claim.id,
                 self.owner,
-                {
-                    "error": error,
-                    "size": result.size,
-                    "mtime": result.mtime,
-                    "content_hash": content,
-                    "tables": result.tables,
-                    "rows": result.rows,
-                    "chunks": result.chunks,
-                    "model": self.coll.model,
-                    "duration_s": time.perf_counter() - self._started,
-                    "run_id": self.run_id,
-                    "meta": {
-                        "used_snapshot": result.used_snapshot,
-                        "rejected": stats.rejected,
-                        "worker": self.owner,
-                        "read_fp": read_fingerprint(self.settings),
-                    },
-                },
+                [
+                    source_store.IndexedFile(
+                        source_id=claim.id,
+                        size=result.size,
+                        mtime=result.mtime,
+                        tables=result.tables,
+                        rows=result.rows,
+                        chunks=result.chunks,
+                        model=self.coll.model,
+                        duration_s=time.perf_counter() - self._started,
+                        run_id=self.run_id,
+                        error=error,
+                        content_hash=content,
+                        meta={
+                            "used_snapshot": result.used_snapshot,
+                            "rejected": stats.rejected,
+                            "worker": self.owner,
+                            "read_fp": read_fingerprint(self.settings),
+                        },
+                    )
+                ],
             )
             t_load += time.perf_counter() - t0
         crash_point("after_commit")

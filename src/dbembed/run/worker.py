@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 events = logging.getLogger("dbembed.events")
 # Files claimed at once: up to CLAIM_FILES while their sizes add up to at most CLAIM_BYTES (the
-# first is always taken), so small files cost a fraction of a claim and big ones are still shared.
+# first is always taken), so small files cost a fraction of a claim and big ones are still shared;
+# and never more than a fair share of what is pending (see dbembed.store.sources.claim), so that
+# several workers share a tree of a few small files.
 CLAIM_FILES = 64
 CLAIM_BYTES = 8 * 1024 * 1024
 COUNT_FLUSH_S = 1.0  # how often the run's counters are brought up to date while it runs
@@ -198,6 +200,7 @@ def worker_loop(
                 run_id,
                 limit=CLAIM_FILES,
                 max_bytes=CLAIM_BYTES,
+                fair_share=True,
             )
             if not claims:
                 _expire_dead_local_leases(conn, coll.id)
@@ -205,8 +208,7 @@ def worker_loop(
                     time.sleep(poll)
                     continue
                 break
-            for c in claims:
-                res = indexer.process(c)
+            for res in indexer.process_claims(claims):
                 totals.add(res)
                 counts.add(res)
                 events.info("file", extra={"event": {"event": "file", "run_id": run_id, **res.event()}})

@@ -51,35 +51,47 @@ def copy_chunks(
     records: Sequence[ChunkRecord],
     vectors: np.ndarray,
 ) -> int:
-    """Load chunks with binary COPY (pgvector-python's loading pattern), their lexical tokens
-    with them (same transaction); returns rows written."""
-    if not records:
+    """Load one file's chunks with binary COPY; returns rows written (see ``copy_chunk_groups``)."""
+    return copy_chunk_groups(conn, coll, [(source_id, records, vectors)])
+
+
+def copy_chunk_groups(
+    conn: psycopg.Connection,
+    coll: Collection,
+    groups: Sequence[tuple[int, Sequence[ChunkRecord], np.ndarray]],
+) -> int:
+    """Load the chunks of one or more files (``(source_id, records, vectors)`` each) with one binary
+    COPY (pgvector-python's loading pattern), their lexical tokens with them; returns rows written."""
+    if not any(len(records) for _, records, _ in groups):
         return 0
     from psycopg.types.json import Jsonb
 
     from dbembed.text.lexical import lexical_tokens, tsvector_binary
 
     cols = "(source_id, table_name, row_key, chunk_no, row_hash, content_hash, text, metadata, embedding, lexical)"
+    written = 0
     with conn.cursor() as cur, cur.copy(f"COPY {coll.table} {cols} FROM STDIN WITH (FORMAT BINARY)") as copy:
         copy.set_types(["int8", "text", "text", "int4", "bytea", "bytea", "text", "jsonb", "bytea", "bytea"])
-        for rec, vec in zip(records, vectors, strict=True):
-            copy.write_row(
-                (
-                    source_id,
-                    rec.table_name,
-                    rec.row_key,
-                    rec.chunk_no,
-                    rec.row_hash,
-                    rec.content_hash,
-                    rec.text,
-                    Jsonb(rec.metadata) if rec.metadata is not None else None,
-                    # bytea's binary dumper passes bytes through untouched: pre-encoded pgvector binary.
-                    vector_binary(vec, coll.vector_type),
-                    # The lexical index's tokens of the same text, in tsvector's binary format.
-                    tsvector_binary(lexical_tokens(rec.text)),
+        for source_id, records, vectors in groups:
+            for rec, vec in zip(records, vectors, strict=True):
+                copy.write_row(
+                    (
+                        source_id,
+                        rec.table_name,
+                        rec.row_key,
+                        rec.chunk_no,
+                        rec.row_hash,
+                        rec.content_hash,
+                        rec.text,
+                        Jsonb(rec.metadata) if rec.metadata is not None else None,
+                        # bytea's binary dumper passes bytes through untouched: pre-encoded pgvector binary.
+                        vector_binary(vec, coll.vector_type),
+                        # The lexical index's tokens of the same text, in tsvector's binary format.
+                        tsvector_binary(lexical_tokens(rec.text)),
+                    )
                 )
-            )
-    return len(records)
+            written += len(records)
+    return written
 
 
 def existing_row_hashes(
@@ -96,6 +108,23 @@ def existing_row_hashes(
         )
         for table_name, row_key, row_hash in cur:
             out[(table_name, row_key)] = bytes(row_hash)
+    return out
+
+
+def existing_row_hashes_of(
+    conn: psycopg.Connection, coll: Collection, source_ids: Sequence[int]
+) -> dict[int, dict[tuple[str, str], bytes]]:
+    """``existing_row_hashes`` of several small files in one query: {source_id: {(table, row_key): hash}}."""
+    out: dict[int, dict[tuple[str, str], bytes]] = {sid: {} for sid in source_ids}
+    if not source_ids:
+        return out
+    rows = conn.execute(
+        f"SELECT source_id, table_name, row_key, row_hash FROM {coll.table} WHERE source_id = ANY(%s)"
+        " AND (chunk_no = 0 OR row_hash = %s)",
+        (list(source_ids), STALE_ROW_HASH),
+    ).fetchall()
+    for sid, table_name, row_key, row_hash in rows:
+        out[int(sid)][(table_name, row_key)] = bytes(row_hash)
     return out
 
 
@@ -159,6 +188,18 @@ def to_numpy(value: Any) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value.astype(np.float32)
     return np.asarray(value.to_numpy(), dtype=np.float32)
+
+
+def count_chunks_of(conn: psycopg.Connection, coll: Collection, source_ids: Sequence[int]) -> dict[int, int]:
+    """Chunks each of these files holds: {source_id: count} (0 for a file with none)."""
+    out = dict.fromkeys(source_ids, 0)
+    if source_ids:
+        rows = conn.execute(
+            f"SELECT source_id, count(*) FROM {coll.table} WHERE source_id = ANY(%s) GROUP BY source_id",
+            (list(source_ids),),
+        ).fetchall()
+        out.update({int(sid): int(n) for sid, n in rows})
+    return out
 
 
 def count_chunks(conn: psycopg.Connection, coll: Collection, source_id: int | None = None) -> int:

@@ -28,6 +28,15 @@ class Rejection:
     chunk_index: int | None = None
 
 
+@dataclass(frozen=True)
+class FileRejections:
+    """One file's rejections: the listed ``items`` (capped) and the full ``counts`` per level."""
+
+    source_id: int
+    items: Sequence[Rejection]
+    counts: dict[str, int]
+
+
 def replace(
     conn: psycopg.Connection,
     source_id: int,
@@ -38,22 +47,37 @@ def replace(
     """Inside the file's transaction: forget the file's previous rejections, record these.
 
     ``counts`` holds the full numbers per level (``items`` may be capped at ``MAX_LISTED``)."""
-    conn.execute("DELETE FROM dbembed.rejections WHERE source_id = %s", (source_id,))
+    replace_files(conn, run_id, [FileRejections(source_id, items, counts)])
+
+
+def replace_files(conn: psycopg.Connection, run_id: int | None, files: Sequence[FileRejections]) -> None:
+    """``replace`` for several files in three statements (inside their transaction)."""
+    if not files:
+        return
+    ids = [f.source_id for f in files]
+    conn.execute("DELETE FROM dbembed.rejections WHERE source_id = ANY(%s)", (ids,))
     conn.execute(
-        "UPDATE dbembed.sources SET rejected_tables = %s, rejected_rows = %s, rejected_chunks = %s"
-        " WHERE id = %s",
-        (counts.get("table", 0), counts.get("row", 0), counts.get("chunk", 0), source_id),
+        """UPDATE dbembed.sources s SET rejected_tables = r.t, rejected_rows = r.r, rejected_chunks = r.c
+           FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::int[]) AS r(id, t, r, c) WHERE s.id = r.id""",
+        (
+            ids,
+            [f.counts.get("table", 0) for f in files],
+            [f.counts.get("row", 0) for f in files],
+            [f.counts.get("chunk", 0) for f in files],
+        ),
     )
-    if not items:
+    rows = [
+        (f.source_id, run_id, r.level, r.table_name, r.row_key, r.chunk_index, r.reason[:2000])
+        for f in files
+        for r in f.items
+    ]
+    if not rows:
         return
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO dbembed.rejections (source_id, run_id, level, table_name, row_key, chunk_index, reason)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [
-                (source_id, run_id, r.level, r.table_name, r.row_key, r.chunk_index, r.reason[:2000])
-                for r in items
-            ],
+            rows,
         )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dbembed.errors import LeaseLost
@@ -148,15 +148,33 @@ def claim(
     run_id: int | None,
     limit: int = 1,
     max_bytes: int | None = None,
+    *,
+    fair_share: bool = False,
 ) -> list[Claim]:
     """Lease up to ``limit`` queued (or abandoned: lease expired) files, largest first.
 
     With ``max_bytes``, the batch stops before the files' sizes add up to more than that (the
     first file is always taken): many small files cost one claim, while big files are still
     handed out one at a time so that other workers share them.
+
+    With ``fair_share``, a claim also takes at most its share of the pending files: pending divided
+    by the live workers (those holding unexpired leases under this collection, this one included)
+    plus one, so that a worker that starts a moment later still finds work on a small tree.
     """
     rows = conn.execute(
         """
+        WITH live AS (
+            SELECT count(DISTINCT lease_owner) AS n FROM dbembed.sources
+            WHERE collection_id = %(cid)s AND status = 'leased' AND lease_expires >= now()
+              AND lease_owner <> %(owner)s),
+        pending AS (
+            SELECT count(*) AS n FROM (
+                SELECT 1 FROM dbembed.sources
+                WHERE collection_id = %(cid)s
+                  AND (status = 'queued' OR (status = 'leased' AND lease_expires < now()))
+                  AND EXISTS (SELECT 1 FROM unnest(%(roots)s::text[]) r WHERE starts_with(path, r))
+                LIMIT %(probe)s) p
+            WHERE %(fair)s)
         UPDATE dbembed.sources s
         SET status = 'leased', lease_owner = %(owner)s,
             lease_expires = now() + make_interval(secs => %(lease)s),
@@ -170,7 +188,10 @@ def claim(
                       AND (status = 'queued' OR (status = 'leased' AND lease_expires < now()))
                       AND EXISTS (SELECT 1 FROM unnest(%(roots)s::text[]) r WHERE starts_with(path, r))
                     ORDER BY seen_size DESC NULLS LAST, id
-                    LIMIT %(limit)s
+                    LIMIT (SELECT CASE WHEN %(fair)s
+                                  THEN least(%(limit)s, greatest(1, ceil(pending.n / (live.n + 2.0))))::int
+                                  ELSE %(limit)s END
+                           FROM live, pending)
                     FOR UPDATE SKIP LOCKED) c
                 WINDOW w AS (ORDER BY seen_size DESC NULLS LAST, id)) b
             WHERE n = 1 OR %(max_bytes)s::bigint IS NULL OR total <= %(max_bytes)s::bigint)
@@ -184,6 +205,8 @@ def claim(
             "roots": list(roots),
             "limit": limit,
             "max_bytes": max_bytes,
+            "fair": fair_share,
+            "probe": limit * 64,
         },
     ).fetchall()
     claims = [Claim(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7] or {}) for r in rows]
@@ -205,26 +228,74 @@ def heartbeat(conn: psycopg.Connection, owner: str, lease_s: float) -> int:
 
 def lock_lease(conn: psycopg.Connection, source_id: int, owner: str) -> None:
     """Inside the file transaction: lock our source row and check we still hold the lease."""
-    row = conn.execute(
-        "SELECT lease_owner FROM dbembed.sources WHERE id = %s FOR UPDATE", (source_id,)
-    ).fetchone()
-    if row is None or row[0] != owner:
-        raise LeaseLost(f"lease on source {source_id} was taken over by {row[0] if row else 'nobody'}")
+    holder = lock_leases(conn, [source_id]).get(source_id)
+    if holder != owner:
+        raise LeaseLost(f"lease on source {source_id} was taken over by {holder or 'nobody'}")
 
 
-def mark_indexed(conn: psycopg.Connection, source_id: int, owner: str, fields: dict[str, Any]) -> None:
+def lock_leases(conn: psycopg.Connection, source_ids: Sequence[int]) -> dict[int, str | None]:
+    """Inside a file (or group) transaction: lock these source rows (in id order, so two workers
+    never deadlock) and return ``{id: lease owner}`` (a file whose lease is not ours is not ours to write)."""
+    rows = conn.execute(
+        "SELECT id, lease_owner FROM dbembed.sources WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+        (list(source_ids),),
+    ).fetchall()
+    return {int(sid): lo for sid, lo in rows}
+
+
+@dataclass(frozen=True)
+class IndexedFile:
+    """What a successful index of one file records in its ``dbembed.sources`` row."""
+
+    source_id: int
+    size: int | None  # bytes, as read
+    mtime: float | None  # epoch seconds, as read
+    tables: int
+    rows: int  # rows read
+    chunks: int  # chunks the file holds in the index afterwards
+    model: str
+    duration_s: float
+    run_id: int | None
+    error: str | None = None  # the note of a partly rejected file (None: nothing was rejected)
+    content_hash: str | None = None  # --verify: the file's BLAKE2b (None keeps the stored one)
+    meta: dict[str, Any] = field(default_factory=dict)  # merged into ``meta``
+
+
+def mark_indexed(conn: psycopg.Connection, owner: str, files: Sequence[IndexedFile]) -> None:
+    """Record files as indexed in one statement (inside their transaction, which must hold the lease:
+    raises ``LeaseLost`` when a row's lease moved on, and the caller rolls back)."""
+    if not files:
+        return
     cur = conn.execute(
-        """UPDATE dbembed.sources SET status = 'indexed', error = %(error)s, size = %(size)s, mtime = %(mtime)s,
-               seen_size = %(size)s, seen_mtime = %(mtime)s,
-               content_hash = coalesce(%(content_hash)s, content_hash), tables = %(tables)s, rows = %(rows)s,
-               chunks = %(chunks)s, model = %(model)s, processed_at = now(), duration_s = %(duration_s)s,
+        """UPDATE dbembed.sources s SET status = 'indexed', error = f.error, size = f.size, mtime = f.mtime,
+               seen_size = f.size, seen_mtime = f.mtime,
+               content_hash = coalesce(f.content_hash, s.content_hash), tables = f.tables, rows = f.rows,
+               chunks = f.chunks, model = f.model, processed_at = now(), duration_s = f.duration_s,
                run_id = %(run_id)s, lease_owner = NULL, lease_expires = NULL,
-               meta = (meta - 'retryable') || %(meta)s::jsonb
-           WHERE id = %(id)s AND lease_owner = %(owner)s""",
-        {**fields, "meta": json.dumps(fields.get("meta") or {}), "id": source_id, "owner": owner},
+               meta = (s.meta - 'retryable') || f.meta
+           FROM unnest(%(ids)s::bigint[], %(errors)s::text[], %(sizes)s::bigint[], %(mtimes)s::float8[],
+                       %(hashes)s::text[], %(tables)s::int[], %(rows)s::bigint[], %(chunks)s::bigint[],
+                       %(models)s::text[], %(durations)s::float8[], %(metas)s::jsonb[])
+                AS f(id, error, size, mtime, content_hash, tables, rows, chunks, model, duration_s, meta)
+           WHERE s.id = f.id AND s.lease_owner = %(owner)s""",
+        {
+            "run_id": files[0].run_id,
+            "owner": owner,
+            "ids": [f.source_id for f in files],
+            "errors": [f.error for f in files],
+            "sizes": [f.size for f in files],
+            "mtimes": [f.mtime for f in files],
+            "hashes": [f.content_hash for f in files],
+            "tables": [f.tables for f in files],
+            "rows": [f.rows for f in files],
+            "chunks": [f.chunks for f in files],
+            "models": [f.model for f in files],
+            "durations": [f.duration_s for f in files],
+            "metas": [json.dumps(f.meta) for f in files],
+        },
     )
-    if cur.rowcount != 1:
-        raise LeaseLost(f"lease on source {source_id} was lost before commit")
+    if cur.rowcount != len(files):
+        raise LeaseLost(f"a lease on sources {[f.source_id for f in files]} was lost before commit")
 
 
 def mark_failed(

@@ -1,0 +1,283 @@
+"""Group commit: index several small files in one transaction, each file still all or nothing.
+
+Per small file the work itself is tiny; what costs is the round trips of its own transaction (lock,
+COPY, rejections, status, commit).  A group of small files (each at most ``INLINE_READ_BYTES``,
+together at most ``GROUP_BYTES``) therefore shares one transaction: one lock statement, one COPY,
+one status update, one commit.  Each file's change stays atomic: its chunks, rejections and status
+commit together with the group or not at all (a crash anywhere rolls the whole group back, and the
+next run redoes those files).  A file that cannot be read, and every file of a group whose writing
+fails, goes through the one-file path (``FileIndexer.process``), which contains its fault to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dbembed.discover.names import real_path
+from dbembed.run.crash import crash_point
+from dbembed.run.embedder import EmbedStats
+from dbembed.store import chunks as chunk_store
+from dbembed.store import rejections as rejection_store
+from dbembed.store import sources as source_store
+from dbembed.store.rejections import MAX_LISTED, FileRejections, Rejection
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from dbembed.run.pipeline import FileIndexer, FileResult, _Batch, _ReadDone
+    from dbembed.store.chunks import ChunkRecord
+
+log = logging.getLogger(__name__)
+GROUP_BYTES = 1024 * 1024  # small files per group transaction: their sizes add up to at most this
+GROUP_FILES = 64
+
+
+@dataclass
+class _Member:
+    """One file of a group while the group is being written."""
+
+    claim: source_store.Claim
+    result: FileResult
+    started: float
+    existing: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    batches: list[_Batch] = field(default_factory=list)
+    done: _ReadDone | None = None
+    offset: int = 0  # index of its first record in the group's record list
+
+    @property
+    def records(self) -> list[ChunkRecord]:
+        return [r for b in self.batches for r in b.records]
+
+
+def groupable(claim: source_store.Claim) -> bool:
+    """Small local files are grouped; big ones and S3 objects keep their own transaction."""
+    from dbembed.run.pipeline import INLINE_READ_BYTES
+
+    return not claim.path.startswith("s3://") and (claim.seen_size or 0) <= INLINE_READ_BYTES
+
+
+def plan_groups(claims: list[source_store.Claim]) -> Iterator[list[source_store.Claim]]:
+    """Split a claim batch into groups (lists of 2+ small files) and singles (lists of one)."""
+    group: list[source_store.Claim] = []
+    size = 0
+    for c in claims:
+        if not groupable(c):
+            yield [c]
+            continue
+        if group and (size + (c.seen_size or 0) > GROUP_BYTES or len(group) >= GROUP_FILES):
+            yield group
+            group, size = [], 0
+        group.append(c)
+        size += c.seen_size or 0
+    if group:
+        yield group
+
+
+def process_group(ix: FileIndexer, claims: list[source_store.Claim]) -> list[FileResult]:
+    """Index ``claims`` (small local files) in one transaction; results in claim order."""
+    from dbembed.run.pipeline import FileResult, is_run_fault
+
+    members: list[_Member] = []
+    results: dict[int, FileResult] = {}
+    alone: list[source_store.Claim] = []  # files for the one-file path
+    for c in claims:
+        res = FileResult(path=c.path, status="failed", size=c.seen_size, mtime=c.seen_mtime)
+        results[c.id] = res
+        started = time.perf_counter()
+        crash_point("after_claim")
+        try:
+            if ix._stat(c, res):
+                members.append(_Member(c, res, started))
+        except Exception:  # noqa: BLE001 - the one-file path records what is wrong with it
+            alone.append(c)
+    if members:
+        try:
+            _write_group(ix, members, alone)
+        except Exception as exc:
+            if is_run_fault(exc, ix.conn):
+                raise
+            # One file's data the store refused (or a provider fault): every file of the group is
+            # redone on its own, so the fault stays with its file.
+            log.info("group of %d files rolled back (%s); indexing them one by one", len(members), exc)
+            alone.extend(m.claim for m in members)
+    for c in alone:
+        results[c.id] = ix.process(c)
+    return [results[c.id] for c in claims]
+
+
+def _write_group(ix: FileIndexer, members: list[_Member], alone: list[source_store.Claim]) -> None:
+    """The group's transaction.  Files that cannot be read leave ``members`` for ``alone``."""
+    stats = EmbedStats()
+    with ix.conn.transaction():
+        holders = source_store.lock_leases(ix.conn, [m.claim.id for m in members])
+        for m in [m for m in members if holders.get(m.claim.id) != ix.owner]:
+            m.result.status = "lost"
+            m.result.error = (
+                f"lease on source {m.claim.id} was taken over by {holders.get(m.claim.id) or 'nobody'}"
+            )
+            members.remove(m)
+        known = [m.claim.id for m in members if m.claim.size is not None]
+        existing = chunk_store.existing_row_hashes_of(ix.conn, ix.coll, known)
+        for m in list(members):
+            m.existing = existing.get(m.claim.id, {})
+            if not _read(ix, m):
+                alone.append(m.claim)
+                members.remove(m)
+        if not members:
+            return
+        records: list[ChunkRecord] = []
+        for m in members:
+            m.offset = len(records)
+            records.extend(m.records)
+        vectors, rejected = ix.embedder.vectors_for(ix.conn, records, stats)
+        t0 = time.perf_counter()
+        _store_group(ix, members, records, vectors, rejected, stats)
+        t_load = time.perf_counter() - t0
+        for _ in members:
+            crash_point("before_commit")
+    _share_counts(members, stats)
+    for m in members:
+        crash_point("after_commit")
+        _finish(m, stats, t_load, len(members))
+
+
+def _read(ix: FileIndexer, m: _Member) -> bool:
+    """Read, diff and chunk one member on this thread; False when it must go the one-file path."""
+    from dbembed.run.pipeline import _Batch, _ReadDone
+
+    q: queue.Queue[Any] = queue.Queue()
+    ix._produce(Path(real_path(m.claim.path)), m.existing, q, threading.Event())
+    while True:
+        item = q.get_nowait()
+        if isinstance(item, BaseException):
+            if not isinstance(item, Exception):
+                raise item
+            return False
+        if isinstance(item, _ReadDone):
+            m.done = item
+            return True
+        if isinstance(item, _Batch):
+            m.batches.append(item)
+
+
+def _store_group(
+    ix: FileIndexer,
+    members: list[_Member],
+    records: list[ChunkRecord],
+    vectors: Any,
+    rejected: dict[int, str],
+    stats: EmbedStats,
+) -> None:
+    """Deletes, one COPY, rejections and statuses of the whole group (inside its transaction)."""
+    from dbembed.run.pipeline import _rejection, _rejection_note, read_fingerprint
+
+    groups = []
+    file_rejections = []
+    chunk_rej: dict[int, list[Rejection]] = {}
+    for m in members:
+        assert m.done is not None
+        gone = [k for b in m.batches for k in b.replaced_keys] + list(m.done.deleted_keys)
+        chunk_store.delete_rows(ix.conn, ix.coll, m.claim.id, gone)
+        n = len(m.records)
+        keep = [i for i in range(m.offset, m.offset + n) if i not in rejected]
+        mine = [
+            _rejection("chunk", rejected[i], records[i].table_name, records[i].row_key, records[i].chunk_no)
+            for i in range(m.offset, m.offset + n)
+            if i in rejected
+        ]
+        chunk_rej[m.claim.id] = mine
+        groups.append((m.claim.id, [records[i] for i in keep], vectors[keep]))
+        m.result.chunks_written = len(keep)
+        m.result.rows_deleted = len(m.done.deleted_keys)
+        m.result.rejected = len(mine)
+        counts = {**m.done.rejected, "chunk": len(mine)}
+        if mine:
+            chunk_store.mark_rows_stale(
+                ix.conn,
+                ix.coll,
+                m.claim.id,
+                list(dict.fromkeys((r.table_name or "", r.row_key or "") for r in mine)),
+            )
+        file_rejections.append(FileRejections(m.claim.id, [*m.done.rejections, *mine[:MAX_LISTED]], counts))
+        m.result.rejected_tables, m.result.rejected_rows = counts.get("table", 0), counts.get("row", 0)
+    chunk_store.copy_chunk_groups(ix.conn, ix.coll, groups)
+    for m in members:
+        crash_point("after_copy")
+        if ix.progress is not None:
+            assert m.done is not None
+            ix.progress(m.claim.path, m.done.rows, m.result.chunks_written)
+    rejection_store.replace_files(ix.conn, ix.run_id, file_rejections)
+    known = [m.claim.id for m in members if not (m.claim.size is None and not m.existing)]
+    counted = chunk_store.count_chunks_of(ix.conn, ix.coll, known)
+    fp = read_fingerprint(ix.settings)
+    indexed = []
+    for m in members:
+        done, res = m.done, m.result
+        assert done is not None
+        res.chunks = counted.get(m.claim.id, res.chunks_written)
+        res.tables, res.rows, res.rows_changed = done.tables, done.rows, done.rows_changed
+        res.used_snapshot = done.used_snapshot
+        file_stats = EmbedStats(rejected=len(chunk_rej[m.claim.id]))
+        file_stats.rejections = list(dict.fromkeys(r.reason for r in chunk_rej[m.claim.id]))[:3]
+        res.error = _rejection_note(file_stats, res)
+        content = None
+        if ix.settings.verify:
+            from dbembed.discover import file_hash
+
+            content = file_hash(m.claim.path)
+        indexed.append(
+            source_store.IndexedFile(
+                source_id=m.claim.id,
+                size=res.size,
+                mtime=res.mtime,
+                tables=res.tables,
+                rows=res.rows,
+                chunks=res.chunks,
+                model=ix.coll.model,
+                duration_s=time.perf_counter() - m.started,
+                run_id=ix.run_id,
+                error=res.error,
+                content_hash=content,
+                meta={
+                    "used_snapshot": res.used_snapshot,
+                    "rejected": res.rejected,
+                    "worker": ix.owner,
+                    "read_fp": fp,
+                    "group": len(members),
+                },
+            )
+        )
+    source_store.mark_indexed(ix.conn, ix.owner, indexed)
+
+
+def _share_counts(members: list[_Member], stats: EmbedStats) -> None:
+    """Texts embedded and reused, per file.  The group embeds its distinct new texts once, so which
+    file "embedded" a text shared by several is a convention: the first files of the group carry the
+    group's embeds, in order; the totals over the group are exact."""
+    embedded = stats.embedded
+    for m in members:
+        kept = m.result.chunks_written
+        m.result.texts_embedded = min(embedded, kept)
+        m.result.texts_reused = kept - m.result.texts_embedded
+        embedded -= m.result.texts_embedded
+
+
+def _finish(m: _Member, stats: EmbedStats, t_load: float, n: int) -> None:
+    """The member's result once the group committed; the group's shared stage times split evenly."""
+    assert m.done is not None
+    res = m.result
+    res.status = "indexed"
+    res.duration_s = time.perf_counter() - m.started
+    res.stage_s = {
+        "read": m.done.read_s,
+        "chunk": m.done.chunk_s,
+        "lookup": stats.lookup_s / n,
+        "embed": stats.embed_s / n,
+        "load": t_load / n,
+    }
