@@ -46,12 +46,23 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class StoreSettings(Section):
+class _DataDir(Section):
+    data_dir: Path | None = None  # default: platformdirs user data dir
+
+    def resolved_data_dir(self) -> Path:
+        """``data_dir``, else the platform's user data directory for dbembed (not created)."""
+        if self.data_dir is not None:
+            return Path(self.data_dir).expanduser()
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir("dbembed"))
+
+
+class StoreSettings(_DataDir):
     """PostgreSQL: where the index lives, how to connect (incl. AWS/Aurora), index shape."""
 
     # Empty means: the embedded PostgreSQL server under data_dir/pgdata.
     database_url: str | None = None
-    data_dir: Path | None = None  # default: platformdirs user data dir
     collection: str | None = None  # default: derived from the model id
     vector_type: str = "halfvec"  # "halfvec" or "vector"
     hnsw_m: int = 16
@@ -92,16 +103,8 @@ class StoreSettings(Section):
         aws = aws or (conninfo or self.database_url or "").startswith("rds-data://")
         return 180.0 if aws else 10.0
 
-    def resolved_data_dir(self) -> Path:
-        """``data_dir``, else the platform's user data directory for dbembed (not created)."""
-        if self.data_dir is not None:
-            return Path(self.data_dir).expanduser()
-        import platformdirs
 
-        return Path(platformdirs.user_data_dir("dbembed"))
-
-
-class SourcesSettings(Section):
+class SourcesSettings(_DataDir):
     """Finding source files (local or S3) and reading SQLite safely."""
 
     include: list[str] = Field(default_factory=lambda: ["*.db", "*.sqlite", "*.sqlite3"])
@@ -114,16 +117,11 @@ class SourcesSettings(Section):
     aws_region: str | None = None
     aws_profile: str | None = None
     max_retries: int = 8  # S3 client attempts (at least 3)
-    data_dir: Path | None = None  # the S3 download cache lives under it (default: as store's)
     include_views: bool = False
     busy_timeout_ms: int = 5000
     page_size: int = 2000
     snapshot_dir: Path | None = None  # private snapshots of WAL/changing files (default: temp)
     tables: dict[str, TableOverride] = Field(default_factory=dict)
-
-    def resolved_data_dir(self) -> Path:
-        """``data_dir``, else the platform's user data directory for dbembed (not created)."""
-        return StoreSettings(data_dir=self.data_dir).resolved_data_dir()
 
 
 class TextSettings(Section):
@@ -142,7 +140,7 @@ class TextSettings(Section):
         return v
 
 
-class EmbedSettings(Section):
+class EmbedSettings(_DataDir):
     """The embedding provider: which model, where it runs, how it is called."""
 
     model: str = DEFAULT_MODEL

@@ -27,7 +27,7 @@ from dbembed.embed.remote import CallResult, RemoteProvider
 from dbembed.errors import ConfigError, Fatal, Rejected, Throttled, TimedOut, Transient
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import EmbedSettings
 
 THROTTLE_CODES = {
     "ThrottlingException",
@@ -76,15 +76,15 @@ def lookup_model(model_id: str) -> BedrockModel:
 class BedrockPlugin(ProviderPlugin):
     """Amazon Bedrock: Titan Text Embeddings v1/v2 and Cohere Embed v3 (``pip install 'dbembed[aws]'``)."""
 
-    def create(self, name: str, settings: Settings) -> EmbeddingProvider:
+    def create(self, name: str, settings: EmbedSettings) -> EmbeddingProvider:
         return BedrockProvider(name, settings)
 
-    def offline_profile(self, name: str, settings: Settings) -> OfflineProfile:
+    def offline_profile(self, name: str, settings: EmbedSettings) -> OfflineProfile:
         info = lookup_model(name)
         return estimated_profile(self.model_id(name, settings), info.max_tokens, info.max_chars, info.price_per_1k_tokens)
 
 
-def make_client(settings: Settings) -> Any:
+def make_client(settings: EmbedSettings) -> Any:
     """A ``bedrock-runtime`` client with botocore retries off and our timeout."""
     try:
         import boto3
@@ -108,7 +108,7 @@ def make_client(settings: Settings) -> Any:
 class BedrockProvider(RemoteProvider):
     """Titan v1/v2 and Cohere v3 embeddings on Bedrock."""
 
-    def __init__(self, name: str, settings: Settings, client: Any = None) -> None:
+    def __init__(self, name: str, settings: EmbedSettings, client: Any = None) -> None:
         super().__init__(settings)
         info = lookup_model(name)
         self.bedrock_model_id = name

@@ -29,7 +29,7 @@ from dbembed.embed.tokenize import FileTokenizer
 from dbembed.errors import ConfigError
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import EmbedSettings
     from dbembed.embed.base import EmbeddingProvider
 
 INT8_SUFFIX = "-int8"
@@ -40,21 +40,21 @@ STATIC_ALIASES = ("minilm-static", "all-MiniLM-L6-v2-static")
 class LocalPlugin(ProviderPlugin):
     """Sentence-transformers models on this machine: the bundled MiniLM, minilm-static, a model directory."""
 
-    def model_id(self, name: str, settings: Settings) -> str:
+    def model_id(self, name: str, settings: EmbedSettings) -> str:
         if name in BUNDLED_ALIASES:
             return model_id_for(f"local:{BUNDLED_NAME}", settings)
         if name in STATIC_ALIASES:
             return "local:minilm-static"
         return model_id_for(f"local:{Path(name)}", settings)
 
-    def create(self, name: str, settings: Settings) -> EmbeddingProvider:
+    def create(self, name: str, settings: EmbedSettings) -> EmbeddingProvider:
         if name in BUNDLED_ALIASES:
             return make_local_provider(None, settings)
         if name in STATIC_ALIASES:
             return static.StaticModelProvider(settings)
         return make_local_provider(Path(name), settings)
 
-    def offline_profile(self, name: str, settings: Settings) -> OfflineProfile:
+    def offline_profile(self, name: str, settings: EmbedSettings) -> OfflineProfile:
         model_id = self.model_id(name, settings)
         if name in STATIC_ALIASES:
             tok = FileTokenizer(bundled_model_path() / "tokenizer.json")
@@ -63,7 +63,7 @@ class LocalPlugin(ProviderPlugin):
         return local_profile(model_id, path, settings)
 
 
-def local_profile(model_id: str, path: Path, settings: Settings) -> OfflineProfile:
+def local_profile(model_id: str, path: Path, settings: EmbedSettings) -> OfflineProfile:
     """The dry-run profile of the model directory ``path``: its own tokenizer, without torch."""
     tok_file = path / "tokenizer.json"
     if not tok_file.is_file():
@@ -80,7 +80,7 @@ def local_profile(model_id: str, path: Path, settings: Settings) -> OfflineProfi
     return OfflineProfile(model_id, max_tokens, None, None, tok, tok, f"the model's tokenizer ({tok_file.name})")
 
 
-def cheap_device(settings: Settings) -> str:
+def cheap_device(settings: EmbedSettings) -> str:
     """The device, without importing torch where the answer is plainly the CPU."""
     if settings.device:
         return settings.device
@@ -91,12 +91,12 @@ def cheap_device(settings: Settings) -> str:
     return default_device()
 
 
-def model_id_for(base_id: str, settings: Settings) -> str:
+def model_id_for(base_id: str, settings: EmbedSettings) -> str:
     """int8 vectors are another vector space: they get their own model id (and collection)."""
     return base_id + INT8_SUFFIX if settings.precision == "int8" else base_id
 
 
-def resolve_runtime(model_dir: Path, settings: Settings, device: str) -> Runtime:
+def resolve_runtime(model_dir: Path, settings: EmbedSettings, device: str) -> Runtime:
     backend, precision = settings.backend, settings.precision
     backends.check_choice(backend, precision, device)
     if backend == "auto":
@@ -122,7 +122,7 @@ def resolve_runtime(model_dir: Path, settings: Settings, device: str) -> Runtime
     return Runtime(backend, precision)
 
 
-def make_local_provider(path: Path | None, settings: Settings) -> EmbeddingProvider:
+def make_local_provider(path: Path | None, settings: EmbedSettings) -> EmbeddingProvider:
     """The provider for the model directory ``path`` (None: the bundled model) per the settings."""
     model_dir = path if path is not None else bundled_model_path()
     if not model_dir.exists():
@@ -134,7 +134,7 @@ def make_local_provider(path: Path | None, settings: Settings) -> EmbeddingProvi
 
 
 def build(
-    model_dir: Path, settings: Settings, device: str, rt: Runtime, base_id: str | None
+    model_dir: Path, settings: EmbedSettings, device: str, rt: Runtime, base_id: str | None
 ) -> EmbeddingProvider:
     """A provider for ``rt``; ``base_id`` None means the bundled model's id is derived by the provider."""
     bundled = model_dir == bundled_model_path()

@@ -22,15 +22,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dbembed.embed.plugin import PRICING_CHARS_PER_TOKEN, OfflineProfile, estimated_profile
-from dbembed.embed.registry import plugin, split_spec
+from dbembed.embed.registry import embed_section, plugin, split_spec
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import EmbedSettings, Settings
 
 __all__ = ["PRICING_CHARS_PER_TOKEN", "OfflineProfile", "estimated_profile", "offline_profile"]
 
 
-def offline_profile(settings: Settings) -> OfflineProfile:
+def offline_profile(settings: Settings | EmbedSettings) -> OfflineProfile:
     """The chunking/pricing profile of ``settings.model``; raises ``ConfigError`` for an unknown one."""
+    settings = embed_section(settings)
     scheme, name = split_spec(settings.model)
     return plugin(scheme).offline_profile(name, settings)

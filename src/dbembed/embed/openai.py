@@ -26,7 +26,7 @@ from dbembed.embed.remote import CallResult, RemoteProvider
 from dbembed.errors import ConfigError, EmbeddingError, Fatal, Rejected, Throttled, TimedOut, Transient
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import EmbedSettings
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -43,10 +43,10 @@ DEFAULT_MAX_TOKENS = 512  # unknown models: typical BERT-sized limit, safe for m
 class OpenAIPlugin(ProviderPlugin):
     """OpenAI-compatible embeddings APIs: OpenAI, Azure OpenAI, TEI, vLLM, Ollama, Infinity."""
 
-    def create(self, name: str, settings: Settings) -> EmbeddingProvider:
+    def create(self, name: str, settings: EmbedSettings) -> EmbeddingProvider:
         return OpenAIProvider(name, settings)
 
-    def offline_profile(self, name: str, settings: Settings) -> OfflineProfile:
+    def offline_profile(self, name: str, settings: EmbedSettings) -> OfflineProfile:
         known = KNOWN_MODELS.get(name)
         return estimated_profile(
             self.model_id(name, settings),
@@ -59,7 +59,7 @@ class OpenAIPlugin(ProviderPlugin):
 class OpenAIProvider(RemoteProvider):
     """Embeddings from any server speaking the OpenAI embeddings API."""
 
-    def __init__(self, name: str, settings: Settings) -> None:
+    def __init__(self, name: str, settings: EmbedSettings) -> None:
         super().__init__(settings)
         import httpx
 

@@ -22,7 +22,7 @@ from dbembed.embed.base import Tokenizer
 from dbembed.embed.tokenize import EstimatingTokenizer
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import EmbedSettings
     from dbembed.embed.base import EmbeddingProvider
 
 ENTRY_POINT_GROUP = "dbembed.providers"
@@ -67,20 +67,20 @@ class ProviderPlugin(ABC):
         self.scheme = scheme
 
     @abstractmethod
-    def create(self, name: str, settings: Settings) -> EmbeddingProvider:
+    def create(self, name: str, settings: EmbedSettings) -> EmbeddingProvider:
         """The provider for ``--model <scheme>:<name>``.
 
         Raise ``dbembed.errors.ConfigError`` for a name, option or credential that cannot work
         (the run ends with exit code 2 and the message)."""
 
-    def model_id(self, name: str, settings: Settings) -> str:
+    def model_id(self, name: str, settings: EmbedSettings) -> str:
         """The ``model_id`` that ``create(name, settings)`` will report, without loading anything.
 
         A run uses it to find its collection, so a no-op rerun never loads the model.  The
         default, ``<scheme>:<name>``, is right for providers that do not rename their models."""
         return f"{self.scheme}:{name}"
 
-    def offline_profile(self, name: str, settings: Settings) -> OfflineProfile:
+    def offline_profile(self, name: str, settings: EmbedSettings) -> OfflineProfile:
         """Chunk sizes, prices and token counting for ``dbembed run --dry-run``.
 
         The default builds the provider (``create``) and reads its limits, price and tokenizer:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from dbembed.embed import registry
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import EmbedSettings, Settings
     from dbembed.embed.base import EmbeddingProvider
 
 # Runtimes whose vectors are the reference ones: providers for them share one cache entry.
@@ -26,15 +26,16 @@ class ProviderCache:
         self._lock = threading.RLock()
 
     @staticmethod
-    def key(settings: Settings | None, spec: str | None = None) -> tuple[Any, ...]:
+    def key(settings: Settings | EmbedSettings | None, spec: str | None = None) -> tuple[Any, ...]:
         if settings is None:
             return (spec, None, None)
+        settings = registry.embed_section(settings)
         key: tuple[Any, ...] = (spec or settings.model, settings.device, settings.dimensions)
         if (settings.backend, settings.precision) not in _REFERENCE_RUNTIMES:
             key += (settings.backend, settings.precision)
         return key
 
-    def get(self, settings: Settings, spec: str | None = None) -> EmbeddingProvider:
+    def get(self, settings: Settings | EmbedSettings, spec: str | None = None) -> EmbeddingProvider:
         """The provider for ``spec`` (default ``settings.model``), loaded on first use."""
         key = self.key(settings, spec)
         with self._lock:
@@ -42,7 +43,7 @@ class ProviderCache:
                 self._providers[key] = registry.get_provider(settings, spec)
             return self._providers[key]
 
-    def put(self, provider: EmbeddingProvider, settings: Settings | None = None, spec: str | None = None) -> None:
+    def put(self, provider: EmbeddingProvider, settings: Settings | EmbedSettings | None = None, spec: str | None = None) -> None:
         """Serve ``provider`` for ``spec`` (default its own ``model_id``) under ``settings``' device,
         dimensions and runtime (default: none given, the reference runtime)."""
         with self._lock:

@@ -21,11 +21,11 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dbembed.config import EmbedSettings, Settings
 from dbembed.embed.plugin import ENTRY_POINT_GROUP, ProviderPlugin
 from dbembed.errors import ConfigError
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
     from dbembed.embed.base import EmbeddingProvider
 
 DEFAULT_SCHEME = "local"
@@ -34,6 +34,14 @@ _lock = threading.Lock()
 # (sys.path when read, {scheme: entry points}); re-read when sys.path changes
 _entry_points: tuple[tuple[str, ...], dict[str, list[importlib.metadata.EntryPoint]]] | None = None
 _plugins: dict[tuple[str, str], ProviderPlugin] = {}
+
+
+def embed_section(settings: Settings | EmbedSettings) -> EmbedSettings:
+    """``settings.embed`` for the whole settings object, else ``settings`` itself.
+
+    The entry points below take the embed section and, while callers move over, the whole
+    ``Settings``; plugins and providers always receive ``EmbedSettings``."""
+    return settings.embed if isinstance(settings, Settings) else settings
 
 
 def _registered() -> dict[str, list[importlib.metadata.EntryPoint]]:
@@ -111,16 +119,18 @@ def split_spec(spec: str) -> tuple[str, str]:
     raise _no_such_scheme(scheme, spec)
 
 
-def expected_model_id(settings: Settings, spec: str | None = None) -> str:
+def expected_model_id(settings: Settings | EmbedSettings, spec: str | None = None) -> str:
     """The ``model_id`` the provider for ``spec`` will report, without loading it.
 
     Lets a run find its collection (and a no-op rerun finish) without spending seconds on a model.
     """
+    settings = embed_section(settings)
     scheme, name = split_spec(spec or settings.model)
     return plugin(scheme).model_id(name, settings)
 
 
-def get_provider(settings: Settings, spec: str | None = None) -> EmbeddingProvider:
+def get_provider(settings: Settings | EmbedSettings, spec: str | None = None) -> EmbeddingProvider:
     """Build the provider for ``spec`` (default: ``settings.model``)."""
+    settings = embed_section(settings)
     scheme, name = split_spec(spec or settings.model)
     return plugin(scheme).create(name, settings)

@@ -47,7 +47,7 @@ from dbembed.errors import (
 )
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import EmbedSettings
 
 log = logging.getLogger("dbembed.embed")
 
@@ -124,7 +124,7 @@ class _Outcome:
 class RemoteProvider(EmbeddingProvider):
     """Base for HTTP/API providers: subclasses set the model attributes and implement ``_call``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: EmbedSettings) -> None:
         super().__init__()
         self.concurrency = max(1, int(settings.concurrency))
         self.max_retries = max(0, int(settings.max_retries))

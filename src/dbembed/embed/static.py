@@ -30,7 +30,7 @@ from dbembed.embed.tokenize import FileTokenizer
 from dbembed.errors import ConfigError
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import EmbedSettings
 
 log = logging.getLogger("dbembed.embed")
 
@@ -40,7 +40,7 @@ MAX_TOKENS = 254  # chunk like the transformer (256 minus [CLS]/[SEP]) so both i
 _distill_lock = threading.Lock()
 
 
-def static_model_dir(settings: Settings) -> Path:
+def static_model_dir(settings: EmbedSettings) -> Path:
     return settings.resolved_data_dir() / "models" / MODEL_NAME
 
 
@@ -57,7 +57,7 @@ def _canonical_signs(embedding: np.ndarray) -> np.ndarray:
     return (emb * signs.astype(emb.dtype)).astype(emb.dtype)
 
 
-def ensure_static_model(settings: Settings) -> Path:
+def ensure_static_model(settings: EmbedSettings) -> Path:
     """Return the cached model directory, distilling it first if needed (atomic)."""
     target = static_model_dir(settings)
     if _is_complete(target):
@@ -96,7 +96,7 @@ def ensure_static_model(settings: Settings) -> Path:
 class StaticModelProvider(EmbeddingProvider):
     """model2vec ``StaticModel``: fast CPU embeddings, same tokenizer and chunking as MiniLM."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: EmbedSettings) -> None:
         super().__init__()
         self._encode_lock = threading.Lock()  # the model's Rust tokenizer is not safe to share
         from model2vec import StaticModel

@@ -19,7 +19,7 @@ from dbembed.embed.plugin import ProviderPlugin
 from dbembed.errors import ConfigError
 
 if TYPE_CHECKING:
-    from dbembed.config import Settings
+    from dbembed.config import EmbedSettings
 
 WORD = re.compile(r"\w+")
 
@@ -62,7 +62,7 @@ class HashedWordsProvider(EmbeddingProvider):
 class ExamplePlugin(ProviderPlugin):
     """Hashed bag-of-words vectors (example plugin): example:words-<dims>."""
 
-    def create(self, name: str, settings: Settings) -> EmbeddingProvider:
+    def create(self, name: str, settings: EmbedSettings) -> EmbeddingProvider:
         kind, _, dims = name.partition("-")
         if kind != "words" or not dims.isdigit() or not 8 <= int(dims) <= 4096:
             raise ConfigError(f"example: unknown model {name!r}; use example:words-<8..4096>, e.g. example:words-256")
