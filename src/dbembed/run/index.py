@@ -399,12 +399,7 @@ def _run(
 
 
 def _count(conn: psycopg.Connection, collection_id: int, roots: list[str], statuses: tuple[str, ...]) -> int:
-    row = conn.execute(
-        """SELECT count(*) FROM dbembed.sources WHERE collection_id = %s AND status = ANY(%s)
-           AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
-        (collection_id, list(statuses), roots),
-    ).fetchone()
-    return int(row[0]) if row else 0
+    return source_store.count_under(conn, collection_id, roots, statuses)
 
 
 def _throughput_keys(settings: Settings, model_id: str) -> dict[str, str]:

@@ -89,9 +89,7 @@ class Heartbeat(threading.Thread):
                 try:
                     source_store.heartbeat(conn, self.owner, self.settings.lease_s)
                     if self.run_id is not None:
-                        conn.execute(
-                            "UPDATE dbembed.runs SET heartbeat_at = now() WHERE id = %s", (self.run_id,)
-                        )
+                        run_store.beat(conn, self.run_id)
                 except Exception as exc:  # noqa: BLE001
                     log.warning("heartbeat failed: %s", exc)
 
@@ -103,23 +101,14 @@ class Heartbeat(threading.Thread):
 def _expire_dead_local_leases(conn: psycopg.Connection, collection_id: int) -> None:
     """Leases held by processes of this host that no longer exist are abandoned: expire them now
     instead of waiting out the lease (a quick rerun after a crash or SIGKILL)."""
-    host = socket.gethostname()
-    rows = conn.execute(
-        "SELECT DISTINCT lease_owner FROM dbembed.sources WHERE collection_id = %s AND status = 'leased'"
-        " AND lease_owner LIKE %s",
-        (collection_id, host.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ":%"),
-    ).fetchall()
-    for (owner,) in rows:
+    for owner in source_store.lease_owners_on_host(conn, collection_id, socket.gethostname()):
         try:
             pid = int(str(owner).split(":")[1])
         except (IndexError, ValueError):
             continue
         if pid == os.getpid() or _pid_alive(pid):
             continue
-        conn.execute(
-            "UPDATE dbembed.sources SET lease_expires = now() - interval '1 second' WHERE lease_owner = %s",
-            (owner,),
-        )
+        source_store.expire_leases(conn, owner)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -138,12 +127,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def others_active(conn: psycopg.Connection, collection_id: int, roots: list[str]) -> bool:
-    row = conn.execute(
-        """SELECT count(*) FROM dbembed.sources WHERE collection_id = %s AND status = 'leased'
-           AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
-        (collection_id, roots),
-    ).fetchone()
-    return bool(row and row[0])
+    return source_store.count_under(conn, collection_id, roots, ("leased",)) > 0
 
 
 def worker_loop(

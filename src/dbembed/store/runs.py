@@ -90,6 +90,11 @@ def finish_run(
     )
 
 
+def beat(conn: psycopg.Connection, run_id: int) -> None:
+    """The run's heartbeat: it is alive (see ``mark_abandoned``)."""
+    conn.execute("UPDATE dbembed.runs SET heartbeat_at = now() WHERE id = %s", (run_id,))
+
+
 def mark_abandoned(conn: psycopg.Connection, after_s: float) -> int:
     """Runs still ``running`` whose heartbeat stopped ``after_s`` seconds ago died with their
     worker (killed, machine gone): record them as ``abandoned``."""

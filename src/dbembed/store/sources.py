@@ -351,3 +351,33 @@ def retry_failed(conn: psycopg.Connection, collection_id: int, paths: Sequence[s
             (collection_id,),
         )
     return cur.rowcount or 0
+
+
+def lease_owners_on_host(conn: psycopg.Connection, collection_id: int, host: str) -> list[str]:
+    """Owners (``host:pid:tag``) of this host holding leases in the collection."""
+    rows = conn.execute(
+        "SELECT DISTINCT lease_owner FROM dbembed.sources WHERE collection_id = %s AND status = 'leased'"
+        " AND lease_owner LIKE %s",
+        (collection_id, host.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ":%"),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def expire_leases(conn: psycopg.Connection, owner: str) -> None:
+    """Expire every lease of ``owner`` now (a dead process of this host): others take its files over."""
+    conn.execute(
+        "UPDATE dbembed.sources SET lease_expires = now() - interval '1 second' WHERE lease_owner = %s",
+        (owner,),
+    )
+
+
+def count_under(
+    conn: psycopg.Connection, collection_id: int, roots: Sequence[str], statuses: Sequence[str]
+) -> int:
+    """Files under the roots in one of these statuses."""
+    row = conn.execute(
+        """SELECT count(*) FROM dbembed.sources WHERE collection_id = %s AND status = ANY(%s)
+           AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
+        (collection_id, list(statuses), list(roots)),
+    ).fetchone()
+    return int(row[0]) if row else 0
