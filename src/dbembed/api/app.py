@@ -23,6 +23,7 @@ from dbembed.api import routes_chat, routes_files
 from dbembed.api.errors import RequestId, install_handlers
 from dbembed.api.state import AppState
 from dbembed.config import Settings, load_settings
+from dbembed.errors import RequestTooLarge
 from dbembed.service import Dbembed
 
 
@@ -54,7 +55,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _BodyTooLarge
+                    raise RequestTooLarge(f"request body too large (at most {self.max_bytes} bytes)")
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -64,17 +65,13 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
+        except RequestTooLarge:
             if not started:
                 await _too_large(send, scope, self.max_bytes)
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 async def _too_large(send: Send, scope: Scope, max_bytes: int) -> None:
-    await _reply(send, scope, 413, f"request body too large (at most {max_bytes} bytes)")
+    await _reply(send, scope, RequestTooLarge.http_status, f"request body too large (at most {max_bytes} bytes)")
 
 
 async def _reply(send: Send, scope: Scope, status: int, message: str) -> None:
