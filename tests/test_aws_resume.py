@@ -323,3 +323,22 @@ def test_errors_with_sqlstate_classified_by_class(error: str, transient: bool) -
 
     cls = getattr(psycopg.errors, error)
     assert is_transient(cls("die Datenbank ist nicht bereit"), "host=unused") is transient
+
+
+def test_unknown_host_fails_at_once(tmp_path: Path) -> None:
+    """A host name DNS says does not exist never starts answering: no waiting, the name in the error."""
+    from dbembed.errors import DatabaseUnavailable
+    from dbembed.store.connection import connect
+    from dbembed.store.wait_for_server import unresolvable_host
+
+    url = "postgresql://u:p@no-such-host.invalid:5432/db"
+    assert unresolvable_host("host=no-such-host.invalid dbname=db") == "no-such-host.invalid"
+    assert unresolvable_host("host=localhost dbname=db") is None
+    assert unresolvable_host("host=/tmp dbname=db") is None  # a Unix socket directory
+    assert unresolvable_host("host=no-such-host.invalid hostaddr=127.0.0.1") is None  # no lookup
+    assert unresolvable_host("host=no-such-host.invalid,localhost") is None  # one host resolves
+    settings = _settings(tmp_path, database_url=url, db_resume_wait_s=60)
+    start = time.monotonic()
+    with pytest.raises(DatabaseUnavailable):
+        connect(settings, register_vector=False)
+    assert time.monotonic() - start < 5

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import PGconn, Ping
 
 from dbembed.errors import mask_url
@@ -117,10 +118,36 @@ def is_transient(
         return False
     if info is None:
         return True
+    if unresolvable_host(info):
+        return False
     answer = ping(info)
     if answer is Ping.NO_RESPONSE:
         return not any(p in str(exc).lower() for p in CLIENT_CONFIG_ERRORS)
     return answer is Ping.REJECT
+
+
+def unresolvable_host(info: str) -> str | None:
+    """The host name in ``info`` that DNS says does not exist (``EAI_NONAME``), else None.
+
+    A mistyped host never starts answering, so it must not cost ``db_resume_wait_s``; a paused
+    Aurora cluster keeps its DNS name, and a temporary DNS failure (``EAI_AGAIN``) stays transient.
+    Unix-socket directories and ``hostaddr`` (no lookup) are never unresolvable.
+    """
+    params = conninfo_to_dict(info)
+    if params.get("hostaddr"):
+        return None
+    hosts = [h for h in str(params.get("host") or "").split(",") if h and not h.startswith("/")]
+    missing = []
+    for host in hosts:
+        try:
+            socket.getaddrinfo(host, None)
+        except socket.gaierror as exc:
+            if exc.errno not in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+                return None
+            missing.append(host)
+        except (OSError, UnicodeError):
+            return None
+    return missing[0] if hosts and len(missing) == len(hosts) else None
 
 
 def _first_line(exc: BaseException) -> str:
