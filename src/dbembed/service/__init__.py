@@ -36,7 +36,7 @@ from dbembed.errors import ConfigError, UsageError
 from dbembed.generate import generate as generate_files
 from dbembed.run.plan import plan_run
 from dbembed.run.schedule import locked_run, parse_cron, run_schedule
-from dbembed.store import api_keys
+from dbembed.service.chat import ChatOperations
 from dbembed.store import sources as source_store
 from dbembed.store.api_keys import ApiKey
 from dbembed.store.collections import (
@@ -45,7 +45,7 @@ from dbembed.store.collections import (
     list_collections,
     require_collection,
 )
-from dbembed.store.connection import open_connection, open_pool, ping
+from dbembed.store.connection import open_connection, open_pool
 from dbembed.store.dataapi_config import is_data_api_url
 from dbembed.store.files import FilePage, FileQuery, count_files, list_files, parse_since, rejections
 from dbembed.store.paging import Page
@@ -61,7 +61,6 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
-    from dbembed.chat import ChatStore
     from dbembed.embed.base import EmbeddingProvider
     from dbembed.generate import GenerateReport
     from dbembed.run.index import RunSummary
@@ -83,7 +82,7 @@ def override(settings: Settings, changes: dict[str, Any]) -> Settings:
     return copy
 
 
-class Dbembed:
+class Dbembed(ChatOperations):
     """The file index and chat memory behind one set of settings (see the module docstring).
 
     ``settings``: default ``load_settings()`` (env vars ``DBEMBED_*``, then ``dbembed.toml``).
@@ -330,82 +329,6 @@ class Dbembed:
     def generate(out_dir: Path, **options: Any) -> GenerateReport:
         """Write realistic SQLite load-test files under ``out_dir`` (``dbembed.generate.generate``)."""
         return generate_files(out_dir, **options)
-
-    # -- chat history and memory --------------------------------------------------------------
-    @contextlib.contextmanager
-    def chat_store(self, *, rls: bool = False) -> Iterator[ChatStore]:
-        """A ``ChatStore`` on one connection of this service (the pool's when pooled), sharing this
-        service's provider and resolved memory tables; with ``rls`` every transaction runs as role
-        ``dbembed_app`` under row-level security (the HTTP API's requests)."""
-        from dbembed.chat import ChatStore
-
-        with self.connection() as conn:
-            yield ChatStore(conn, self.settings, rls=rls, provider=self._provider, cache=self._chat_cache)
-
-    @staticmethod
-    def actor(user: str, tenant: str = "default") -> Actor:
-        """Who a chat operation acts for."""
-        return Actor(user, tenant)
-
-    def _chat(self, operation: str, *args: Any, **kwargs: Any) -> Any:
-        with self.chat_store() as store:
-            return getattr(store, operation)(*args, **kwargs)
-
-    def add_turn(self, actor: Actor, chat_id: int, user_input: str, bot_response: str = "", **kw: Any) -> Any:
-        """Store one turn of a chat (``theme=``, ``turn_no=``); returns the ``Turn``."""
-        return self._chat("add_turn", actor, chat_id, user_input, bot_response, **kw)
-
-    def list_chats(self, actor: Actor, **kw: Any) -> Any:
-        """A ``Page`` of the user's chats, most recently active first (``limit``, ``cursor``, ``theme``)."""
-        return self._chat("list_chats", actor, **kw)
-
-    def list_turns(self, actor: Actor, chat_id: int, **kw: Any) -> Any:
-        """A ``Page`` of a chat's turns, newest first (``limit``, ``cursor``)."""
-        return self._chat("list_turns", actor, chat_id, **kw)
-
-    def sync_memory(self, **kw: Any) -> Any:
-        """Embed every turn (or chat summary) not yet in memory (``max_batches``, ``batch_size``);
-        returns the ``SyncResult``."""
-        return self._chat("sync", **kw)
-
-    def search_memory(self, actor: Actor, query: str, **kw: Any) -> Any:
-        """Search one user's memory (``k``, ``theme``, ``since``, ``until``, ``mode``): ``MemoryHit``s."""
-        return self._chat("search", actor, query, **kw)
-
-    def delete_user(self, actor: Actor) -> Any:
-        """Delete every turn and memory of a user; returns the counts deleted."""
-        return self._chat("delete_user", actor)
-
-    def retention(self, days: float, *, include_history: bool = False) -> Any:
-        """Expire memory (and with ``include_history`` turns) older than ``days``; returns counts."""
-        return self._chat("retention", days, include_history=include_history)
-
-    # -- API keys and what the HTTP API lists -------------------------------------------------
-    def create_key(self, tenant: str, user: str | None = None, name: str = "") -> tuple[ApiKey, str]:
-        """A new key of ``tenant`` (of ``user``; None: a tenant service key) and its token, shown once
-        (only its sha256 is stored).  Raises ``InvalidInput`` for a bad id or name."""
-        with self.connection() as conn:
-            return api_keys.create_key(conn, tenant, user, name)
-
-    def list_keys(self, tenant: str | None = None) -> list[ApiKey]:
-        """Every key (of ``tenant``), oldest first; tokens cannot be shown again."""
-        with self.connection() as conn:
-            return api_keys.list_keys(conn, tenant)
-
-    def revoke_key(self, key_id: str) -> ApiKey:
-        """Revoke a key (idempotent); requests with it are refused from now on.  Raises ``NotFound``."""
-        with self.connection() as conn:
-            return api_keys.revoke_key(conn, key_id)
-
-    def verify_key(self, token: str) -> ApiKey | None:
-        """The live key ``token`` belongs to, or None (malformed, unknown, wrong secret, revoked)."""
-        with self.connection() as conn:
-            return api_keys.verify_token(conn, token)
-
-    def ping(self) -> None:
-        """One round trip to the index (opening the pool when pooled); raises when it does not answer."""
-        with self.connection() as conn:
-            ping(conn)
 
     def collections(self) -> list[dict[str, Any]]:
         """Every collection: model, dimensions, files by status, rows, chunks and rejections."""
