@@ -27,11 +27,11 @@ def chunk_map(root: Path, provider: Any) -> ChunkMap:
     """{(file, table, row key): chunk texts} exactly as ``dbembed run`` builds them."""
     from dbembed.config import load_settings
     from dbembed.read import SqliteSource
-    from dbembed.run.worker import make_chunker
+    from dbembed.text.chunk import make_chunker
     from dbembed.text.document import row_document
 
     settings = load_settings(settle_s=0.0)
-    chunker = make_chunker(settings, provider)
+    chunker = make_chunker(settings.text, provider.new_tokenizer(), provider.max_tokens, provider.max_chars)
     out: ChunkMap = {}
     for path in sqlite_files(root):
         with SqliteSource(path, settings.sources) as src:

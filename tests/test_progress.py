@@ -11,7 +11,7 @@ from typing import Any
 
 from dbembed.cli.progress import RunProgress, fmt_eta
 from dbembed.run.estimate import estimate_rows, rows_in_file
-from dbembed.run.pipeline import FLUSH_CHUNKS
+from dbembed.run.reading import FLUSH_CHUNKS
 from tests.helpers import TOPICS, make_db, tickets_for
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dbembed.discover import s3
-from dbembed.discover.local import FoundFile, discover_local, file_hash
+from dbembed.discover.local import FileRef, FoundFile, discover_local, file_hash
 from dbembed.discover.names import display_path, real_path
 from dbembed.errors import UsageError
 
 if TYPE_CHECKING:
     from dbembed.config import SourcesSettings
 
-__all__ = ["FoundFile", "discover", "display_path", "file_hash", "materialize", "real_path"]
+__all__ = ["FileRef", "FoundFile", "discover", "display_path", "file_hash", "materialize", "real_path"]
 
 
 def discover(roots: Sequence[str | Path], settings: SourcesSettings) -> Iterator[FoundFile]:
@@ -43,7 +43,7 @@ def _walk(roots: Sequence[str | Path], settings: SourcesSettings) -> Iterator[Fo
 
 
 @contextlib.contextmanager
-def materialize(found: FoundFile, settings: SourcesSettings) -> Iterator[Path]:
+def materialize(found: FoundFile | FileRef, settings: SourcesSettings) -> Iterator[Path]:
     """A local path to read ``found`` from: the file itself, or a downloaded copy of an S3 object."""
     if found.path.startswith("s3://"):
         with s3.fetch(found, settings) as path:

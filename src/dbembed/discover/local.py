@@ -42,6 +42,18 @@ class FoundFile:
     etag: str | None = None
 
 
+@dataclass(frozen=True)
+class FileRef:
+    """A file known only by where it is and what was last seen of it: what a worker has after
+    claiming a queued file and stat-ing it again.  Unlike ``FoundFile`` it says nothing about the
+    header (that was checked at discovery, maybe by another process) or the root it came from."""
+
+    path: str  # absolute local path (display form), or "s3://bucket/key"
+    size: int
+    mtime: float  # epoch seconds
+    etag: str | None = None  # S3: the ETag seen at discovery (a download must match it)
+
+
 def file_hash(path: Path | str) -> str:
     """Streaming BLAKE2b of the file's bytes (for ``--verify``: size+mtime can lie on network shares).
     ``path`` may be a display form (``dbembed.discover.names``)."""

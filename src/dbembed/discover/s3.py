@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dbembed.discover.local import FoundFile
+from dbembed.discover.local import FileRef, FoundFile
 from dbembed.errors import DbembedError, SourceError, UsageError
 from dbembed.read.header import BAD_HEADER, EMPTY, MAGIC
 
@@ -279,7 +279,9 @@ def evict(settings: SourcesSettings, limit: int | None = None) -> int:
     return freed
 
 
-def _download(client: Any, found: FoundFile, bucket: str, key: str, folder: Path) -> tuple[int, str]:
+def _download(
+    client: Any, found: FoundFile | FileRef, bucket: str, key: str, folder: Path
+) -> tuple[int, str]:
     """Download into a temp file in ``folder``; return (share-locked fd, temp path)."""
     fd, tmp = tempfile.mkstemp(prefix=".part-", dir=folder)
     try:
@@ -313,7 +315,7 @@ def _download(client: Any, found: FoundFile, bucket: str, key: str, folder: Path
         raise
 
 
-def _verify(found: FoundFile, resp: dict[str, Any], written: int, md5_hex: str) -> None:
+def _verify(found: FoundFile | FileRef, resp: dict[str, Any], written: int, md5_hex: str) -> None:
     etag = str(resp.get("ETag", "")).strip('"')
     if found.etag and etag and etag != found.etag:
         raise SourceError(f"{found.path} changed while downloading (ETag {etag} != {found.etag})")
@@ -330,8 +332,8 @@ def _verify(found: FoundFile, resp: dict[str, Any], written: int, md5_hex: str) 
 
 
 @contextlib.contextmanager
-def fetch(found: FoundFile, settings: SourcesSettings) -> Iterator[Path]:
-    """Yield a local copy of an S3 ``FoundFile``, from the cache or freshly downloaded."""
+def fetch(found: FoundFile | FileRef, settings: SourcesSettings) -> Iterator[Path]:
+    """Yield a local copy of an S3 object (``FoundFile`` or ``FileRef``), from the cache or freshly downloaded."""
     bucket, key = parse_s3_uri(found.path)
     folder = cache_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
@@ -365,12 +367,12 @@ def fetch(found: FoundFile, settings: SourcesSettings) -> Iterator[Path]:
     evict(settings)
 
 
-def sidecar_key(found: FoundFile) -> tuple[str, str]:
+def sidecar_key(found: FoundFile | FileRef) -> tuple[str, str]:
     bucket, key = parse_s3_uri(found.path)
     return bucket, key + SIDECAR_SUFFIX
 
 
-def put_sidecar(found: FoundFile, payload: dict[str, Any], settings: SourcesSettings) -> str:
+def put_sidecar(found: FoundFile | FileRef, payload: dict[str, Any], settings: SourcesSettings) -> str:
     """Write the per-file metadata JSON next to the object; return its ``s3://`` URI."""
     bucket, key = sidecar_key(found)
     body = json.dumps(payload, ensure_ascii=False, indent=2, default=str).encode("utf-8")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from dbembed.discover.names import real_path
 from dbembed.run.crash import crash_point
 from dbembed.run.embedder import EmbedStats
+from dbembed.run.reading import Batch, ReadDone, read_fingerprint, rejection
 from dbembed.store import chunks as chunk_store
 from dbembed.store import rejections as rejection_store
 from dbembed.store import sources as source_store
@@ -30,7 +31,7 @@ from dbembed.store.rejections import MAX_LISTED, FileRejections, Rejection
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from dbembed.run.pipeline import FileIndexer, FileResult, _Batch, _ReadDone
+    from dbembed.run.pipeline import FileIndexer, FileResult
     from dbembed.store.chunks import ChunkRecord
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,8 @@ class _Member:
     result: FileResult
     started: float
     existing: dict[tuple[str, str], bytes] = field(default_factory=dict)
-    batches: list[_Batch] = field(default_factory=list)
-    done: _ReadDone | None = None
+    batches: list[Batch] = field(default_factory=list)
+    done: ReadDone | None = None
     offset: int = 0  # index of its first record in the group's record list
 
     @property
@@ -149,8 +150,6 @@ def _write_group(ix: FileIndexer, members: list[_Member], alone: list[source_sto
 
 def _read(ix: FileIndexer, m: _Member) -> bool:
     """Read, diff and chunk one member on this thread; False when it must go the one-file path."""
-    from dbembed.run.pipeline import _Batch, _ReadDone
-
     q: queue.Queue[Any] = queue.Queue()
     ix._produce(Path(real_path(m.claim.path)), m.existing, q, threading.Event())
     while True:
@@ -159,10 +158,10 @@ def _read(ix: FileIndexer, m: _Member) -> bool:
             if not isinstance(item, Exception):
                 raise item
             return False
-        if isinstance(item, _ReadDone):
+        if isinstance(item, ReadDone):
             m.done = item
             return True
-        if isinstance(item, _Batch):
+        if isinstance(item, Batch):
             m.batches.append(item)
 
 
@@ -175,8 +174,6 @@ def _store_group(
     stats: EmbedStats,
 ) -> None:
     """Deletes, one COPY, rejections and statuses of the whole group (inside its transaction)."""
-    from dbembed.run.pipeline import _rejection, _rejection_note, read_fingerprint
-
     groups = []
     file_rejections = []
     chunk_rej: dict[int, list[Rejection]] = {}
@@ -187,7 +184,7 @@ def _store_group(
         n = len(m.records)
         keep = [i for i in range(m.offset, m.offset + n) if i not in rejected]
         mine = [
-            _rejection("chunk", rejected[i], records[i].table_name, records[i].row_key, records[i].chunk_no)
+            rejection("chunk", rejected[i], records[i].table_name, records[i].row_key, records[i].chunk_no)
             for i in range(m.offset, m.offset + n)
             if i in rejected
         ]
@@ -213,6 +210,15 @@ def _store_group(
             assert m.done is not None
             ix.progress(m.claim.path, m.done.rows, m.result.chunks_written)
     rejection_store.replace_files(ix.conn, ix.run_id, file_rejections)
+    _mark_group_indexed(ix, members, chunk_rej)
+
+
+def _mark_group_indexed(
+    ix: FileIndexer, members: list[_Member], chunk_rej: dict[int, list[Rejection]]
+) -> None:
+    """Fill in each member's result and record them all as indexed (inside the group's transaction)."""
+    from dbembed.run.pipeline import rejection_note
+
     known = [m.claim.id for m in members if not (m.claim.size is None and not m.existing)]
     counted = chunk_store.count_chunks_of(ix.conn, ix.coll, known)
     fp = read_fingerprint(ix.settings)
@@ -225,9 +231,9 @@ def _store_group(
         res.used_snapshot = done.used_snapshot
         file_stats = EmbedStats(rejected=len(chunk_rej[m.claim.id]))
         file_stats.rejections = list(dict.fromkeys(r.reason for r in chunk_rej[m.claim.id]))[:3]
-        res.error = _rejection_note(file_stats, res)
+        res.error = rejection_note(file_stats, res)
         content = None
-        if ix.settings.verify:
+        if ix.settings.sources.verify:
             from dbembed.discover import file_hash
 
             content = file_hash(m.claim.path)

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbembed.errors import EXIT_OK, EXIT_PARTIAL
-from dbembed.store import chunks as chunk_store
-from dbembed.store import rejections as rejection_store
+from dbembed.run.rescan import queue_work
 from dbembed.store import runs as run_store
 from dbembed.store import sources as source_store
 
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 events = logging.getLogger("dbembed.events")
-UPSERT_BATCH = 2000
 
 
 @dataclass
@@ -111,61 +109,6 @@ def _existing_collection(conn: psycopg.Connection, settings: Settings) -> Collec
     if coll is None or coll.model != model_id:
         return None  # new collection, or a mismatch that the loaded provider will report
     return coll
-
-
-def _discover_and_queue(
-    conn: psycopg.Connection, coll: Collection, roots: list[str], settings: Settings
-) -> int:
-    from dbembed.discover import discover
-
-    cutoff = time.time() - settings.sources.settle_s
-    batch: list[Any] = []
-    found = 0
-    seen: set[str] = set()  # overlapping roots (/data and /data/sub) must not list a file twice
-    for f in discover(roots, settings.sources):
-        if f.path in seen:
-            continue
-        seen.add(f.path)
-        batch.append(f)
-        if len(batch) >= UPSERT_BATCH:
-            source_store.upsert_discovered(conn, coll.id, batch, cutoff)
-            found += len(batch)
-            batch = []
-    source_store.upsert_discovered(conn, coll.id, batch, cutoff)
-    return found + len(batch)
-
-
-def _verify(conn: psycopg.Connection, coll: Collection, roots: list[str]) -> int:
-    """--verify: an indexed file whose content hash changed (same size and mtime) is queued again."""
-    from dbembed.discover import file_hash
-
-    changed = []
-    for sid, path, known in source_store.indexed_under(conn, coll.id, roots):
-        if path.startswith("s3://"):
-            continue
-        try:
-            if file_hash(path) != known:
-                changed.append(sid)
-        except OSError:
-            continue
-    source_store.requeue(conn, coll.id, changed)
-    return len(changed)
-
-
-def _handle_vanished(
-    conn: psycopg.Connection, coll: Collection, roots: list[str], since: Any, keep: bool
-) -> int:
-    ids = source_store.vanished(conn, coll.id, roots, since)
-    for sid in ids:
-        with conn.transaction():
-            if not keep:
-                chunk_store.delete_source_chunks(conn, coll, sid)
-            conn.execute(
-                "UPDATE dbembed.sources SET status = 'missing', error = NULL,"
-                " chunks = CASE WHEN %s THEN chunks ELSE 0 END, processed_at = now() WHERE id = %s",
-                (keep, sid),
-            )
-    return len(ids)
 
 
 def _spawn_workers(settings: Settings, roots: list[str], coll: Collection, run_id: int) -> list[Any]:
@@ -292,22 +235,7 @@ def _run(
     from dbembed.run.worker import WorkerTotals, worker_loop
     from dbembed.store.collections import check_compatible, ensure_hnsw
 
-    since = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
-    found = _discover_and_queue(conn, coll, root_list, settings)
-    from dbembed.run.pipeline import read_fingerprint
-
-    source_store.requeue_stale_settings(conn, coll.id, root_list, read_fingerprint(settings))
-    rejection_store.requeue_rejected_chunks(conn, coll.id, root_list)
-    if settings.sources.verify:
-        _verify(conn, coll, root_list)
-    if settings.run.force:
-        conn.execute(
-            """UPDATE dbembed.sources SET status = 'queued' WHERE collection_id = %s
-               AND status IN ('indexed', 'failed')
-               AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
-            (coll.id, root_list),
-        )
-    missing = _handle_vanished(conn, coll, root_list, since, settings.run.keep_missing)
+    found, missing = queue_work(conn, settings, coll, root_list)
     queued = _count(conn, coll.id, root_list, ("queued", "leased"))
     if on_start is not None:
         on_start(queued)
@@ -338,9 +266,47 @@ def _run(
                 p.join()
     bad_children = [p.exitcode for p in procs if p.exitcode]
     hnsw_built = ensure_hnsw(conn, coll)
+    summary = _summarize(conn, coll, run_id, root_list, started, (found, queued, missing), totals)
+    summary.hnsw_built = hnsw_built
+    from dbembed.run.explain import skip_notes
+
+    summary.notes = skip_notes(summary, settings.sources.settle_s)
+    if summary.files_failed or bad_children:
+        summary.status = "partial"
+    run_store.finish_run(
+        conn,
+        run_id,
+        summary.status,
+        summary.seconds,
+        {
+            **_throughput_keys(settings, coll.model),
+            "files_found": found,
+            "files_skipped": summary.files_skipped,
+            "hnsw_built": hnsw_built,
+            "worker_exit_codes": bad_children,
+        },
+    )
+    run_store.set_skip_counts(conn, run_id, summary.files_skipped, summary.files_pending)
+    events.info("run", extra={"event": {"event": "run", **summary.as_dict()}})
+    return summary
+
+
+def _summarize(
+    conn: psycopg.Connection,
+    coll: Collection,
+    run_id: int,
+    root_list: list[str],
+    started: float,
+    files: tuple[int, int, int],
+    totals: Any,
+) -> RunSummary:
+    """The run's summary from its record once every worker is done; ``files`` is (found, queued,
+    missing).  Status, notes and ``hnsw_built`` are the caller's to fill in."""
+    found, queued, missing = files
     row = run_store.get_run(conn, run_id)
     seconds = time.perf_counter() - started
     pending = _count(conn, coll.id, root_list, ("pending",))
+    stats = row.get("stats") or {}
     summary = RunSummary(
         run_id=run_id,
         collection=coll.name,
@@ -358,43 +324,13 @@ def _run(
         texts_reused=row["texts_reused"],
         seconds=round(seconds, 3),
         chunks_per_s=round(row["chunks"] / seconds, 1) if seconds > 0 else 0.0,
-        hnsw_built=hnsw_built,
         usage=dict(row.get("usage") or {}),
-        runtime=(row.get("stats") or {}).get("runtime"),
-        stage_s=dict((row.get("stats") or {}).get("stage_s", {})) or totals.stage_s,
+        runtime=stats.get("runtime"),
+        stage_s=dict(stats.get("stage_s", {})) or totals.stage_s,
     )
-    summary.failures = [
-        {"file": p, "error": e or ""}
-        for p, e in conn.execute(
-            "SELECT path, error FROM dbembed.sources WHERE run_id = %s AND status = 'failed' ORDER BY path",
-            (run_id,),
-        ).fetchall()
-    ]
+    summary.failures = [{"file": f.path, "error": f.error} for f in run_store.run_failures(conn, run_id)]
     summary.files_still_failed = max(0, _count(conn, coll.id, root_list, ("failed",)) - summary.files_failed)
     summary.rejected = run_store.run_rejections(conn, run_id)
-    from dbembed.run.explain import skip_notes
-
-    summary.notes = skip_notes(summary, settings.sources.settle_s)
-    if summary.files_failed or bad_children:
-        summary.status = "partial"
-    run_store.finish_run(
-        conn,
-        run_id,
-        summary.status,
-        seconds,
-        {
-            **_throughput_keys(settings, coll.model),
-            "files_found": found,
-            "files_skipped": summary.files_skipped,
-            "hnsw_built": hnsw_built,
-            "worker_exit_codes": bad_children,
-        },
-    )
-    conn.execute(
-        "UPDATE dbembed.runs SET files_skipped = %s, files_pending = %s WHERE id = %s",
-        (summary.files_skipped, summary.files_pending, run_id),
-    )
-    events.info("run", extra={"event": {"event": "run", **summary.as_dict()}})
     return summary
 
 

@@ -147,12 +147,12 @@ class Planner:
         self.unreadable: list[Unreadable] = []
 
     def read(self, conn: psycopg.Connection, coll: Collection | None, f: FoundFile, k: KnownSource | None) -> None:
-        """Read one file as a run would (``run.pipeline.changed_rows``) and diff its rows against
+        """Read one file as a run would (``run.reading.changed_rows``) and diff its rows against
         the index."""
         from dbembed.discover import materialize
         from dbembed.read import SqliteSource
         from dbembed.run.embedder import content_hash
-        from dbembed.run.pipeline import ReadState, changed_rows
+        from dbembed.run.reading import ReadState, changed_rows
         from dbembed.store.chunks import existing_row_hashes
 
         n = self.n
@@ -190,19 +190,17 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
     from dbembed.embed.offline import offline_profile
     from dbembed.errors import SourceError
     from dbembed.run.index import normalize_roots
-    from dbembed.run.pipeline import read_fingerprint
+    from dbembed.run.reading import read_fingerprint
     from dbembed.store.collections import default_collection_name, get_collection
     from dbembed.store.connection import connect
     from dbembed.store.plan import known_hashes, known_sources, schema_exists, throughput_history
-    from dbembed.text.chunk import Chunker
+    from dbembed.text.chunk import make_chunker
 
     started = time.perf_counter()
     root_list = normalize_roots(roots)
     profile = offline_profile(settings)
-    # The same limit dbembed.run.worker.make_chunker gives a loaded provider.
-    limit = min(settings.text.max_chunk_tokens or profile.max_tokens, profile.max_tokens)
-    overlap = settings.text.chunk_overlap
-    chunker = Chunker(profile.tokenizer(), limit, overlap=overlap, max_chars=profile.max_chars)
+    # The chunker a run would use with the loaded provider (same limits, same tokenizer).
+    chunker = make_chunker(settings.text, profile.tokenizer(), profile.max_tokens, profile.max_chars)
     planner = Planner(settings, profile, chunker)
     n = planner.n
     with connect(settings, register_vector=False) as conn:

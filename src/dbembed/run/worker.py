@@ -26,8 +26,7 @@ if TYPE_CHECKING:
 
     from dbembed.config import Settings
     from dbembed.embed.base import EmbeddingProvider
-    from dbembed.run.pipeline import FileResult
-    from dbembed.text.chunk import Chunker
+    from dbembed.run.pipeline import FileIndexer, FileResult
 
 log = logging.getLogger(__name__)
 events = logging.getLogger("dbembed.events")
@@ -42,18 +41,6 @@ COUNT_FLUSH_S = 1.0  # how often the run's counters are brought up to date while
 
 def make_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def make_chunker(settings: Settings, provider: EmbeddingProvider) -> Chunker:
-    from dbembed.text.chunk import Chunker
-
-    # provider.max_tokens is what one input may hold (local models already exclude [CLS]/[SEP]).
-    limit = min(settings.max_chunk_tokens or provider.max_tokens, provider.max_tokens)
-    # The chunker runs on the reader thread: it owns its tokenizer (never the model's, see
-    # docs/ARCHITECTURE.md "Threads").
-    return Chunker(
-        provider.new_tokenizer(), limit, overlap=settings.chunk_overlap, max_chars=provider.max_chars
-    )
 
 
 @dataclass
@@ -74,7 +61,7 @@ class Heartbeat(threading.Thread):
         super().__init__(name="dbembed-heartbeat", daemon=True)
         self.settings, self.owner, self.run_id = settings, owner, run_id
         self.stop_event = threading.Event()
-        self.interval = max(0.2, settings.lease_s / 3)
+        self.interval = max(0.2, settings.run.lease_s / 3)
 
     def run(self) -> None:
         from dbembed.store.connection import connect
@@ -87,7 +74,7 @@ class Heartbeat(threading.Thread):
         with conn:
             while not self.stop_event.wait(self.interval):
                 try:
-                    source_store.heartbeat(conn, self.owner, self.settings.lease_s)
+                    source_store.heartbeat(conn, self.owner, self.settings.run.lease_s)
                     if self.run_id is not None:
                         run_store.beat(conn, self.run_id)
                 except Exception as exc:  # noqa: BLE001
@@ -142,36 +129,17 @@ def worker_loop(
 ) -> WorkerTotals:
     """Claim and index files until none is left under ``roots``; returns this worker's totals."""
     from dbembed.embed.registry import get_provider
-    from dbembed.run.embedder import CachingEmbedder
-    from dbembed.run.pipeline import FileIndexer
-    from dbembed.store.collections import check_compatible, require_collection
-    from dbembed.store.connection import open_connection
 
     provider = provider or get_provider(settings)
-    conn = open_connection(settings)
-    if not settings.synchronous_commit:
-        # A file's commit need not wait for its WAL flush: a database crash may lose the last moments of
-        # commits, atomically (chunks and the file's status together), and the next run redoes those files.
-        conn.execute("SET synchronous_commit = off")
-    coll = require_collection(conn, collection)
-    check_compatible(coll, provider.model_id, provider.dimensions)
-    owner = make_owner()
-    indexer = FileIndexer(
-        settings,
-        conn,
-        coll,
-        CachingEmbedder(provider, coll, use_cache=settings.embed_cache),
-        make_chunker(settings, provider),
-        owner,
-        run_id,
-    )
+    indexer = _open_indexer(settings, collection, provider, run_id)
     indexer.progress = on_progress
+    conn, coll, owner = indexer.conn, indexer.coll, indexer.owner
     totals = WorkerTotals()
     # A provider outlives runs in long-lived processes (scheduler, API, tests): record this run's share.
     usage_before = provider.usage.as_dict()
     hb = Heartbeat(settings, owner, run_id)
     hb.start()
-    poll = min(2.0, max(0.2, settings.lease_s / 4))
+    poll = min(2.0, max(0.2, settings.run.lease_s / 4))
     counts = _CountBuffer(conn, run_id)
     try:
         while True:
@@ -180,7 +148,7 @@ def worker_loop(
                 coll.id,
                 roots,
                 owner,
-                settings.lease_s,
+                settings.run.lease_s,
                 run_id,
                 limit=CLAIM_FILES,
                 max_bytes=CLAIM_BYTES,
@@ -196,7 +164,7 @@ def worker_loop(
                 totals.add(res)
                 counts.add(res)
                 events.info("file", extra={"event": {"event": "file", "run_id": run_id, **res.event()}})
-                if settings.sidecar and res.status in ("indexed", "failed"):
+                if settings.run.sidecar and res.status in ("indexed", "failed"):
                     _sidecar(settings, coll.name, coll.model, provider.dimensions, res)
                 if on_file is not None:
                     on_file(res)
@@ -206,15 +174,59 @@ def worker_loop(
             counts.flush()
             source_store.release_all(conn, owner)
             if run_id is not None:
-                usage = {k: v - usage_before.get(k, 0) for k, v in provider.usage.as_dict().items()}
-                run_store.merge_usage(conn, run_id, provider.model_id, usage)
-                runtime = getattr(provider, "runtime", None)
-                if runtime:
-                    run_store.note_runtime(conn, run_id, str(runtime))
-                run_store.merge_stages(conn, run_id, totals.stage_s)
+                _record_worker(conn, run_id, provider, usage_before, totals)
         finally:
             conn.close()
     return totals
+
+
+def _open_indexer(
+    settings: Settings, collection: str, provider: EmbeddingProvider, run_id: int | None
+) -> FileIndexer:
+    """This worker's ``FileIndexer``: its own connection, the collection checked against the provider,
+    a fresh owner name (for leases) and a chunker with its own tokenizer."""
+    from dbembed.run.embedder import CachingEmbedder
+    from dbembed.run.pipeline import FileIndexer
+    from dbembed.store.collections import check_compatible, require_collection
+    from dbembed.store.connection import open_connection, relax_commit
+    from dbembed.text.chunk import make_chunker
+
+    conn = open_connection(settings)
+    try:
+        if not settings.run.synchronous_commit:
+            # A crash of the database may lose the last files' commits, each whole (chunks and the file's
+            # status together): the next run redoes those files.
+            relax_commit(conn)
+        coll = require_collection(conn, collection)
+        check_compatible(coll, provider.model_id, provider.dimensions)
+    except BaseException:
+        conn.close()
+        raise
+    return FileIndexer(
+        settings,
+        conn,
+        coll,
+        CachingEmbedder(provider, coll, use_cache=settings.run.embed_cache),
+        make_chunker(settings.text, provider.new_tokenizer(), provider.max_tokens, provider.max_chars),
+        make_owner(),
+        run_id,
+    )
+
+
+def _record_worker(
+    conn: psycopg.Connection,
+    run_id: int,
+    provider: EmbeddingProvider,
+    usage_before: dict[str, float],
+    totals: WorkerTotals,
+) -> None:
+    """Add this worker's provider usage, runtime and stage times to the run's record."""
+    usage = {k: v - usage_before.get(k, 0) for k, v in provider.usage.as_dict().items()}
+    run_store.merge_usage(conn, run_id, provider.model_id, usage)
+    runtime = getattr(provider, "runtime", None)
+    if runtime:
+        run_store.note_runtime(conn, run_id, str(runtime))
+    run_store.merge_stages(conn, run_id, totals.stage_s)
 
 
 class _CountBuffer:
@@ -280,15 +292,14 @@ def _sidecar(settings: Settings, collection: str, model: str, dims: int, res: Fi
 
         write_sidecar(real_path(res.path), payload)
         return
-    if not settings.s3_metadata:
+    if not settings.sources.s3_metadata:
         return
-    from dbembed.discover import FoundFile
+    from dbembed.discover import FileRef
     from dbembed.discover.s3 import put_sidecar
     from dbembed.errors import SourceError
 
-    found = FoundFile(path=res.path, root="", size=res.size or 0, mtime=res.mtime or 0.0, header_ok=True)
     try:
-        put_sidecar(found, payload, settings.sources)
+        put_sidecar(FileRef(res.path, res.size or 0, res.mtime or 0.0), payload, settings.sources)
     except SourceError as exc:
         log.warning("could not write S3 metadata for %s: %s", res.path, exc)
 

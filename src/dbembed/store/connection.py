@@ -244,3 +244,9 @@ def parse_version(text: str) -> tuple[int, ...]:
 def ping(conn: psycopg.Connection) -> None:
     """One round trip (``SELECT 1``); raises what the driver raises when the server does not answer."""
     conn.execute("SELECT 1")
+
+
+def relax_commit(conn: psycopg.Connection) -> None:
+    """``synchronous_commit = off`` for this session: a commit need not wait for its WAL flush.  A
+    database crash may lose the last moments of commits, each atomically, never a part of one."""
+    conn.execute("SET synchronous_commit = off")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dbembed.store.paging import Page, decode_cursor, encode_cursor
@@ -183,3 +185,36 @@ def run_rejections(conn: psycopg.Connection, run_id: int) -> dict[str, int]:
     ).fetchone()
     assert row is not None
     return dict(zip(("files", "tables", "rows", "chunks"), (int(v) for v in row), strict=True))
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """A file that failed in a run, with its one-line error ('' when none was recorded)."""
+
+    path: str
+    error: str
+
+
+def run_failures(conn: psycopg.Connection, run_id: int) -> list[RunFailure]:
+    """The files this run failed, by path."""
+    rows = conn.execute(
+        "SELECT path, error FROM dbembed.sources WHERE run_id = %s AND status = 'failed' ORDER BY path",
+        (run_id,),
+    ).fetchall()
+    return [RunFailure(str(p), e or "") for p, e in rows]
+
+
+def set_skip_counts(conn: psycopg.Connection, run_id: int, skipped: int, pending: int) -> None:
+    """Set (not add) the run's skipped and pending file counts, known only at its end."""
+    conn.execute(
+        "UPDATE dbembed.runs SET files_skipped = %s, files_pending = %s WHERE id = %s",
+        (skipped, pending, run_id),
+    )
+
+
+def clock(conn: psycopg.Connection) -> datetime:
+    """The database server's current time (``clock_timestamp()``, not the transaction's start):
+    what a discovery's ``seen_at`` stamps are compared with."""
+    row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]

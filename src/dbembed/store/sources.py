@@ -102,7 +102,7 @@ def requeue_stale_settings(
     conn: psycopg.Connection, collection_id: int, roots: Sequence[str], read_fp: str
 ) -> int:
     """Queue indexed files under the roots that were read with other document settings
-    (``meta.read_fp``, see ``dbembed.run.pipeline.read_fingerprint``): e.g. a rerun with ``--views``."""
+    (``meta.read_fp``, see ``dbembed.run.reading.read_fingerprint``): e.g. a rerun with ``--views``."""
     cur = conn.execute(
         """UPDATE dbembed.sources SET status = 'queued'
            WHERE collection_id = %s AND status = 'indexed' AND meta ->> 'read_fp' IS DISTINCT FROM %s
@@ -381,3 +381,23 @@ def count_under(
         (collection_id, list(statuses), list(roots)),
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def mark_missing(conn: psycopg.Connection, source_id: int, *, keep_chunks: bool) -> None:
+    """Record a file as gone from the tree (its chunks are deleted by the caller unless kept)."""
+    conn.execute(
+        "UPDATE dbembed.sources SET status = 'missing', error = NULL,"
+        " chunks = CASE WHEN %s THEN chunks ELSE 0 END, processed_at = now() WHERE id = %s",
+        (keep_chunks, source_id),
+    )
+
+
+def requeue_under(conn: psycopg.Connection, collection_id: int, roots: Sequence[str]) -> int:
+    """``--force``: queue every indexed or failed file under the roots again; returns how many."""
+    cur = conn.execute(
+        """UPDATE dbembed.sources SET status = 'queued' WHERE collection_id = %s
+           AND status IN ('indexed', 'failed')
+           AND EXISTS (SELECT 1 FROM unnest(%s::text[]) r WHERE starts_with(path, r))""",
+        (collection_id, list(roots)),
+    )
+    return cur.rowcount or 0

@@ -19,8 +19,12 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
+from typing import TYPE_CHECKING
 
 from dbembed.embed.base import Tokenizer
+
+if TYPE_CHECKING:
+    from dbembed.config import TextSettings
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Hangul syllables decompose (NFD, done by uncased BERT normalizers) into 2-3 jamo: more tokens than chars.
@@ -184,3 +188,14 @@ class Chunker:
             nxt = max(k - self.overlap, i + 1)
             i = self._snap_start(text, spans, nxt, k)
         return out
+
+
+def make_chunker(
+    text: TextSettings, tokenizer: Tokenizer, model_max_tokens: int, max_chars: int | None
+) -> Chunker:
+    """The chunker a run uses for a model: windows of ``text.max_chunk_tokens`` tokens, never more than
+    ``model_max_tokens`` (what one input may hold; local models already exclude [CLS]/[SEP]), sharing
+    ``text.chunk_overlap`` tokens.  ``tokenizer`` must be the chunker's own: it runs on the reader
+    thread, never on the model's (docs/ARCHITECTURE.md "Threads")."""
+    limit = min(text.max_chunk_tokens or model_max_tokens, model_max_tokens)
+    return Chunker(tokenizer, limit, overlap=text.chunk_overlap, max_chars=max_chars)

@@ -1,0 +1,90 @@
+"""Bring the queue up to date before a run's workers start: discover the roots (one ``stat`` per
+file, one batched upsert per ``UPSERT_BATCH`` files), queue again what changed settings, rejected
+chunks, ``--verify`` or ``--force`` call for, and record the files gone from the tree."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from dbembed.run.reading import read_fingerprint
+from dbembed.store import chunks as chunk_store
+from dbembed.store import rejections as rejection_store
+from dbembed.store import runs as run_store
+from dbembed.store import sources as source_store
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from dbembed.config import Settings
+    from dbembed.store.collections import Collection
+
+UPSERT_BATCH = 2000
+
+
+def queue_work(
+    conn: psycopg.Connection, settings: Settings, coll: Collection, root_list: list[str]
+) -> tuple[int, int]:
+    """Discover the roots and bring the queue up to date (changed settings, rejected chunks,
+    ``--verify``, ``--force``, vanished files); returns (files found, files gone missing)."""
+    since = run_store.clock(conn)
+    found = _discover_and_queue(conn, coll, root_list, settings)
+    source_store.requeue_stale_settings(conn, coll.id, root_list, read_fingerprint(settings))
+    rejection_store.requeue_rejected_chunks(conn, coll.id, root_list)
+    if settings.sources.verify:
+        _verify(conn, coll, root_list)
+    if settings.run.force:
+        source_store.requeue_under(conn, coll.id, root_list)
+    missing = _handle_vanished(conn, coll, root_list, since, settings.run.keep_missing)
+    return found, missing
+
+
+def _discover_and_queue(
+    conn: psycopg.Connection, coll: Collection, roots: list[str], settings: Settings
+) -> int:
+    from dbembed.discover import discover
+
+    cutoff = time.time() - settings.sources.settle_s
+    batch: list[Any] = []
+    found = 0
+    seen: set[str] = set()  # overlapping roots (/data and /data/sub) must not list a file twice
+    for f in discover(roots, settings.sources):
+        if f.path in seen:
+            continue
+        seen.add(f.path)
+        batch.append(f)
+        if len(batch) >= UPSERT_BATCH:
+            source_store.upsert_discovered(conn, coll.id, batch, cutoff)
+            found += len(batch)
+            batch = []
+    source_store.upsert_discovered(conn, coll.id, batch, cutoff)
+    return found + len(batch)
+
+
+def _verify(conn: psycopg.Connection, coll: Collection, roots: list[str]) -> int:
+    """--verify: an indexed file whose content hash changed (same size and mtime) is queued again."""
+    from dbembed.discover import file_hash
+
+    changed = []
+    for sid, path, known in source_store.indexed_under(conn, coll.id, roots):
+        if path.startswith("s3://"):
+            continue
+        try:
+            if file_hash(path) != known:
+                changed.append(sid)
+        except OSError:
+            continue
+    source_store.requeue(conn, coll.id, changed)
+    return len(changed)
+
+
+def _handle_vanished(
+    conn: psycopg.Connection, coll: Collection, roots: list[str], since: Any, keep: bool
+) -> int:
+    ids = source_store.vanished(conn, coll.id, roots, since)
+    for sid in ids:
+        with conn.transaction():
+            if not keep:
+                chunk_store.delete_source_chunks(conn, coll, sid)
+            source_store.mark_missing(conn, sid, keep_chunks=keep)
+    return len(ids)
