@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from dbembed.discover.names import real_path
 from dbembed.run.crash import crash_point
 from dbembed.run.embedder import EmbedStats
-from dbembed.run.reading import Batch, ReadDone, read_fingerprint, rejection
+from dbembed.run.reading import Batch, ReadDone, rejection
 from dbembed.store import chunks as chunk_store
 from dbembed.store import rejections as rejection_store
 from dbembed.store import sources as source_store
@@ -151,7 +151,7 @@ def _write_group(ix: FileIndexer, members: list[_Member], alone: list[source_sto
 def _read(ix: FileIndexer, m: _Member) -> bool:
     """Read, diff and chunk one member on this thread; False when it must go the one-file path."""
     q: queue.Queue[Any] = queue.Queue()
-    ix._produce(Path(real_path(m.claim.path)), m.existing, q, threading.Event())
+    ix.reader.read(Path(real_path(m.claim.path)), m.existing, q, threading.Event())
     while True:
         item = q.get_nowait()
         if isinstance(item, BaseException):
@@ -221,7 +221,6 @@ def _mark_group_indexed(
 
     known = [m.claim.id for m in members if not (m.claim.size is None and not m.existing)]
     counted = chunk_store.count_chunks_of(ix.conn, ix.coll, known)
-    fp = read_fingerprint(ix.settings)
     indexed = []
     for m in members:
         done, res = m.done, m.result
@@ -232,32 +231,8 @@ def _mark_group_indexed(
         file_stats = EmbedStats(rejected=len(chunk_rej[m.claim.id]))
         file_stats.rejections = list(dict.fromkeys(r.reason for r in chunk_rej[m.claim.id]))[:3]
         res.error = rejection_note(file_stats, res)
-        content = None
-        if ix.settings.sources.verify:
-            from dbembed.discover import file_hash
-
-            content = file_hash(m.claim.path)
         indexed.append(
-            source_store.IndexedFile(
-                source_id=m.claim.id,
-                size=res.size,
-                mtime=res.mtime,
-                tables=res.tables,
-                rows=res.rows,
-                chunks=res.chunks,
-                model=ix.coll.model,
-                duration_s=time.perf_counter() - m.started,
-                run_id=ix.run_id,
-                error=res.error,
-                content_hash=content,
-                meta={
-                    "used_snapshot": res.used_snapshot,
-                    "rejected": res.rejected,
-                    "worker": ix.owner,
-                    "read_fp": fp,
-                    "group": len(members),
-                },
-            )
+            ix.indexed_file(m.claim, res, started=m.started, hash_path=m.claim.path, group=len(members))
         )
     source_store.mark_indexed(ix.conn, ix.owner, indexed)
 

@@ -27,7 +27,7 @@ from dbembed.discover.names import real_path
 from dbembed.errors import EmbeddingError, SourceError
 from dbembed.run.crash import crash_point
 from dbembed.run.embedder import CachingEmbedder, EmbedStats
-from dbembed.run.reading import Batch, ReadDone, drain, one_line, read_file, read_fingerprint, rejection
+from dbembed.run.reading import Batch, FileReader, ReadDone, drain, one_line, read_fingerprint, rejection
 from dbembed.store import chunks as chunk_store
 from dbembed.store import rejections as rejection_store
 from dbembed.store import sources as source_store
@@ -107,6 +107,8 @@ class FileIndexer:
         self.owner = owner
         self.run_id = run_id
         self.salt = f"{chunker.max_tokens}:{chunker.overlap}"
+        self.reader = FileReader(settings.sources, settings.text.document_format, self.salt, chunker)
+        self.read_fp = read_fingerprint(settings)  # stored with each file (see read_fingerprint)
         self._started = 0.0
         # Called on this thread after each embed+load step: (path, rows read, chunks written) since the
         # previous call, so progress moves within a file (dbembed.cli.progress).
@@ -212,7 +214,9 @@ class FileIndexer:
                 stats.rejected,
             )
             result.error = rejection_note(stats, result)
-            self._mark_indexed(claim, Path(local_path), stats, result)
+            indexed = self.indexed_file(claim, result, started=self._started, hash_path=Path(local_path))
+            crash_point("before_commit")
+            source_store.mark_indexed(self.conn, self.owner, [indexed])
             t_load += time.perf_counter() - t0
         crash_point("after_commit")
         result.status = "indexed"
@@ -240,11 +244,11 @@ class FileIndexer:
         if (result.size or 0) <= INLINE_READ_BYTES:
             # A small file is read here, before embedding: a thread per file costs more than it overlaps.
             q = queue.Queue()
-            self._produce(local_path, existing, q, stop)
+            self.reader.read(local_path, existing, q, stop)
         else:
             q = queue.Queue(maxsize=4)
             reader = threading.Thread(
-                target=self._produce,
+                target=self.reader.read,
                 args=(local_path, existing, q, stop),
                 name="dbembed-reader",
                 daemon=True,
@@ -273,60 +277,41 @@ class FileIndexer:
             reader.join()
         return done, t_load, chunk_rejections
 
-    def _produce(
+    def indexed_file(
         self,
-        local_path: Path,
-        existing: dict[tuple[str, str], bytes],
-        out: queue.Queue[Any],
-        stop: threading.Event,
-    ) -> None:
-        """``read_file`` with this indexer's settings, salt and chunker (reader thread or inline)."""
-        read_file(
-            local_path,
-            self.settings.sources,
-            self.settings.text.document_format,
-            self.salt,
-            self.chunker,
-            existing,
-            out,
-            stop,
-        )
-
-    def _mark_indexed(
-        self, claim: source_store.Claim, local_path: Path, stats: EmbedStats, result: FileResult
-    ) -> None:
-        """Record the file as indexed (in the file's transaction), with its content hash under
-        ``--verify`` and the read fingerprint its documents were built with."""
+        claim: source_store.Claim,
+        result: FileResult,
+        *,
+        started: float,
+        hash_path: Path | str,
+        **meta: Any,
+    ) -> source_store.IndexedFile:
+        """The record that marks a claimed file indexed: its counts, the content hash of ``hash_path``
+        under ``--verify`` (local files), and in ``meta`` who indexed it with which read fingerprint."""
         content = None
         if self.settings.sources.verify and not claim.path.startswith("s3://"):
             from dbembed.discover import file_hash
 
-            content = file_hash(local_path)
-        crash_point("before_commit")
-        source_store.mark_indexed(
-            self.conn,
-            self.owner,
-            [
-                source_store.IndexedFile(
-                    source_id=claim.id,
-                    size=result.size,
-                    mtime=result.mtime,
-                    tables=result.tables,
-                    rows=result.rows,
-                    chunks=result.chunks,
-                    model=self.coll.model,
-                    duration_s=time.perf_counter() - self._started,
-                    run_id=self.run_id,
-                    error=result.error,
-                    content_hash=content,
-                    meta={
-                        "used_snapshot": result.used_snapshot,
-                        "rejected": stats.rejected,
-                        "worker": self.owner,
-                        "read_fp": read_fingerprint(self.settings),
-                    },
-                )
-            ],
+            content = file_hash(hash_path)
+        return source_store.IndexedFile(
+            source_id=claim.id,
+            size=result.size,
+            mtime=result.mtime,
+            tables=result.tables,
+            rows=result.rows,
+            chunks=result.chunks,
+            model=self.coll.model,
+            duration_s=time.perf_counter() - started,
+            run_id=self.run_id,
+            error=result.error,
+            content_hash=content,
+            meta={
+                "used_snapshot": result.used_snapshot,
+                "rejected": result.rejected,
+                "worker": self.owner,
+                "read_fp": self.read_fp,
+                **meta,
+            },
         )
 
     def _record_rejections(

@@ -1,7 +1,7 @@
 """The reading side of indexing a file: read its tables, build each row's document, diff rows
 against what the index holds (row key + row hash) and chunk the new or changed ones.
 
-``read_file`` runs on a reader thread (or inline for small files) and hands ``Batch`` items and a
+``FileReader.read`` runs on a reader thread (or inline for small files) and hands ``Batch`` items and a
 final ``ReadDone`` to the thread that embeds and loads them (``dbembed.run.pipeline``).  A dry run
 (``dbembed.run.plan``) reads through the same ``changed_rows``.
 """
@@ -179,73 +179,79 @@ def read_fingerprint(settings: Settings) -> str:
     return hashlib.blake2b(json.dumps(data, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
-def read_file(
-    local_path: Path,
-    sources: SourcesSettings,
-    document_format: str,
-    salt: str,
-    chunker: Chunker,
-    existing: dict[tuple[str, str], bytes],
-    out: queue.Queue[Any],
-    stop: threading.Event,
-) -> None:
-    """Read, diff and chunk one file (on the reader thread): puts ``Batch`` items on ``out``, then
-    one ``ReadDone`` (or the exception that stopped it).  ``existing`` is row key -> stored row hash;
-    what is left of it afterwards was deleted.  Stops early when ``stop`` is set."""
-    from dbembed.read import SqliteSource
+@dataclass(frozen=True)
+class FileReader:
+    """How a run reads a file: the sources settings, the document format, the row-hash salt and the
+    chunker (which owns its tokenizer, so it may run on the reader thread)."""
 
-    try:
-        state = ReadState()
-        with SqliteSource(local_path, sources) as src:
-            t0 = time.perf_counter()
-            tables = src.tables()
-            state.t_read += time.perf_counter() - t0
-            state.tables = len(tables)
-            for name, reason in sorted(src.rejected.items()):
-                state.reject_table(name, reason, existing)
-            for table in tables:
-                if stop.is_set():
-                    return
-                _read_table(src, table, document_format, salt, chunker, existing, out, state)
-            used_snapshot = bool(getattr(src, "used_snapshot", False))
-        if state.batch or state.replaced:
-            out.put(Batch(state.batch, state.replaced, state.rows - state.reported))
-        out.put(
-            ReadDone(
-                state.tables,
-                state.rows,
-                state.changed,
-                list(existing),
-                used_snapshot,
-                state.t_read,
-                state.t_chunk,
-                state.rejections,
-                state.counts,
+    sources: SourcesSettings
+    document_format: str
+    salt: str
+    chunker: Chunker
+
+    def read(
+        self,
+        local_path: Path,
+        existing: dict[tuple[str, str], bytes],
+        out: queue.Queue[Any],
+        stop: threading.Event,
+    ) -> None:
+        """Read, diff and chunk one file (on the reader thread): puts ``Batch`` items on ``out``, then
+        one ``ReadDone`` (or the exception that stopped it).  ``existing`` is row key -> stored row
+        hash; what is left of it afterwards was deleted.  Stops early when ``stop`` is set."""
+        from dbembed.read import SqliteSource
+
+        try:
+            state = ReadState()
+            with SqliteSource(local_path, self.sources) as src:
+                t0 = time.perf_counter()
+                tables = src.tables()
+                state.t_read += time.perf_counter() - t0
+                state.tables = len(tables)
+                for name, reason in sorted(src.rejected.items()):
+                    state.reject_table(name, reason, existing)
+                for table in tables:
+                    if stop.is_set():
+                        return
+                    self._read_table(src, table, existing, out, state)
+                used_snapshot = bool(getattr(src, "used_snapshot", False))
+            if state.batch or state.replaced:
+                out.put(Batch(state.batch, state.replaced, state.rows - state.reported))
+            out.put(
+                ReadDone(
+                    state.tables,
+                    state.rows,
+                    state.changed,
+                    list(existing),
+                    used_snapshot,
+                    state.t_read,
+                    state.t_chunk,
+                    state.rejections,
+                    state.counts,
+                )
             )
-        )
-    except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
-        out.put(exc)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
+            out.put(exc)
 
-
-def _read_table(
-    src: Any,
-    table: TableInfo,
-    document_format: str,
-    salt: str,
-    chunker: Chunker,
-    existing: dict[tuple[str, str], bytes],
-    out: queue.Queue[Any],
-    state: ReadState,
-) -> None:
-    """Read, diff and chunk one table (``changed_rows``) into batches of chunk records."""
-    for key, rh, old, pieces in changed_rows(src, table, salt, chunker, existing, state, document_format):
-        if old is not None:
-            state.replaced.append(key)
-        for no, piece in enumerate(pieces):
-            state.batch.append(ChunkRecord(table.name, key[1], no, rh, content_hash(piece), piece))
-        if len(state.batch) >= FLUSH_CHUNKS:
-            out.put(Batch(state.batch, state.replaced, state.rows - state.reported))
-            state.batch, state.replaced, state.reported = [], [], state.rows
+    def _read_table(
+        self,
+        src: Any,
+        table: TableInfo,
+        existing: dict[tuple[str, str], bytes],
+        out: queue.Queue[Any],
+        state: ReadState,
+    ) -> None:
+        """Read, diff and chunk one table (``changed_rows``) into batches of chunk records."""
+        for key, rh, old, pieces in changed_rows(
+            src, table, self.salt, self.chunker, existing, state, self.document_format
+        ):
+            if old is not None:
+                state.replaced.append(key)
+            for no, piece in enumerate(pieces):
+                state.batch.append(ChunkRecord(table.name, key[1], no, rh, content_hash(piece), piece))
+            if len(state.batch) >= FLUSH_CHUNKS:
+                out.put(Batch(state.batch, state.replaced, state.rows - state.reported))
+                state.batch, state.replaced, state.reported = [], [], state.rows
 
 
 def drain(q: queue.Queue[Any], reader: threading.Thread) -> None:
