@@ -1,93 +1,31 @@
 """How much work a run has, learned cheaply before it starts, so that progress has an ETA at once.
 
-For each file a run will read, ``estimate_rows`` asks SQLite for ``max(rowid)`` of every table that
-may hold text (a B-tree seek, not a scan; an upper bound that equals the row count for append-only
-tables), counts tables below 100k rowids exactly, and counts WITHOUT ROWID tables up to 100k rows.  Files that
+For each file a run will read, ``estimate_rows`` counts rows with ``dbembed.read.estimate.count_rows``
+(SQLite ``max(rowid)`` per table that may hold text, exact counts for small tables).  Files that
 cannot be opened, S3 objects and files beyond ``max_files`` are estimated from their size at the
-rows-per-byte measured on the others.  Other people's SQLite files are opened read-only with a
-short busy timeout and never written; any error only makes the estimate coarser.
+rows-per-byte measured on the others.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import stat
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from dbembed.discover.names import real_path
+from dbembed.read.estimate import count_rows
 
-EXACT_BELOW = 100_000  # tables up to this max(rowid) are counted exactly (a fast scan)
-BUDGET_S = 0.5  # SQLite time per file before the estimate falls back to the file's size
 DEFAULT_BYTES_PER_ROW = 200.0  # when no file could be measured (a typical small-row SQLite table)
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def rows_in_file(path: str) -> int | None:
-    """Estimated rows of one SQLite file, or None when it cannot be read cheaply."""
+    """Estimated rows of one SQLite file (display form or ``s3://``), or None when it cannot be
+    read cheaply."""
     if path.startswith("s3://"):
         return None
     try:
-        from dbembed.read.snapshot import ro_uri
-
-        local = real_path(path)
-        if not stat.S_ISREG(os.stat(local).st_mode):  # a FIFO named *.db would block the open forever
-            return None
-        conn = sqlite3.connect(ro_uri(Path(local)), uri=True, timeout=0.2)
-    except (sqlite3.Error, OSError, ValueError):
+        return count_rows(Path(real_path(path)))
+    except ValueError:
         return None
-    deadline = time.monotonic() + BUDGET_S
-    # A corrupt or huge file must not stall the run before it starts: give up after BUDGET_S.
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-    try:
-        tables = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        ).fetchall()
-        total = 0
-        for name, sql in tables:
-            if not _may_hold_text(conn, name):
-                continue  # numbers-only tables give no documents (dbembed.read skips them)
-            if sql and "WITHOUT ROWID" in str(sql).upper():
-                total += _without_rowid_estimate(conn, name)
-                continue
-            row = conn.execute(f"SELECT max(rowid) FROM {_quote(name)}").fetchone()
-            value = row[0] if row else 0
-            # A column may be named rowid and hold anything (text, a float): only an integer counts.
-            top = value if isinstance(value, int) and value > 0 else 0
-            if top <= EXACT_BELOW:  # small tables: count them (rowids may be sparse)
-                row = conn.execute(f"SELECT count(*) FROM {_quote(name)}").fetchone()
-                top = int(row[0] or 0) if row else 0
-            total += top
-        return total
-    except (sqlite3.Error, ValueError, TypeError, OverflowError):
-        return None
-    finally:
-        conn.close()
-
-
-def _may_hold_text(conn: sqlite3.Connection, name: str) -> bool:
-    """False only when every column is declared numeric (INT, REAL, FLOA, DOUB, NUMERIC, DECIMAL,
-    BOOL, DATE...): such a table has no text to embed.  Untyped or text-like columns may hold text."""
-    numeric = ("INT", "REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL", "BOOL", "DATE", "TIME")
-    cols = conn.execute(f"PRAGMA table_info({_quote(name)})").fetchall()
-    return not cols or any(not any(n in str(c[2]).upper() for n in numeric) for c in cols)
-
-
-def _without_rowid_estimate(conn: sqlite3.Connection, name: str) -> int:
-    """Rows of a WITHOUT ROWID table from its page count (dbstat when compiled in), else a count
-    capped at 100k rows (such tables are rare and usually small)."""
-    try:
-        row = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM " + _quote(name) + " LIMIT 100000)"
-        ).fetchone()
-        return int(row[0]) if row else 0
-    except sqlite3.Error:
-        return 0
 
 
 def estimate_rows(files: Sequence[tuple[str, int | None]], max_files: int = 2000) -> dict[str, int]:
