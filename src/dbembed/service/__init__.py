@@ -52,8 +52,8 @@ from dbembed.store.paging import Page
 from dbembed.store.runs import recent_runs
 from dbembed.store.scope import Actor
 from dbembed.store.status import RunRecord, Status, collection_status
-from dbembed.text.hygiene import clean_text, is_blank
-from dbembed.text.inputs import check_text
+from dbembed.text.hygiene import is_blank
+from dbembed.text.inputs import check_text, clean_input
 
 # Modules that load numpy or psycopg are imported by the methods that need them, so that the CLI
 # (which imports this module) starts fast.
@@ -196,9 +196,9 @@ class Dbembed(ChatOperations):
         NUL or over 4096 characters, k outside 1..1000 or an unknown mode,
         ``NotFound`` when nothing is indexed, ``CollectionMismatch`` for another model's index."""
         from dbembed.store.search import MODES, search_chunks
-        check_text(query or "", "query", self.settings.max_text_chars)
         _check_filters(file=file, table=table)
-        query = clean_text(query or "")  # the same hygiene (NFKC...) as the indexed documents
+        # The same hygiene (NUL/controls removed, NFKC...) as the indexed documents, then the length limit.
+        query = clean_input(query or "", "query", self.settings.max_text_chars)
         if is_blank(query):
             raise UsageError("the search query is empty")
         if k < 1 or k > 1000:
