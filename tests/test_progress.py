@@ -96,3 +96,24 @@ def test_tty_bar_shows_rows_files_chunks_and_eta() -> None:
         p._progress.refresh()
     out = buf.getvalue()
     assert "1,000/~4,000 rows" in out and "0/4 files" in out and "900 chunks" in out and "ETA 0:01:00" in out
+
+
+def test_estimate_never_creates_files_next_to_a_wal_source(tmp_path: Path) -> None:
+    """A crashed writer leaves db + -wal without -shm: even a read-only open would create the -shm."""
+    live = tmp_path / "live"
+    live.mkdir()
+    src = live / "chat.sqlite"
+    writer = sqlite3.connect(src)
+    writer.execute("PRAGMA journal_mode=wal")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+    writer.executemany("INSERT INTO t (body) VALUES (?)", [(f"message {i}",) for i in range(50)])
+    writer.commit()
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for suffix in ("", "-wal"):  # what a writer on another host leaves behind
+        (crashed / f"chat.sqlite{suffix}").write_bytes(Path(f"{src}{suffix}").read_bytes())
+    writer.close()
+    before = sorted(p.name for p in crashed.iterdir())
+    rows_in_file(str(crashed / "chat.sqlite"))
+    assert sorted(p.name for p in crashed.iterdir()) == before == ["chat.sqlite", "chat.sqlite-wal"]

@@ -132,8 +132,9 @@ def write_loadtest_file(
         by_pos = dict(zip(positions, mine, strict=True))
         planted += [PlantedRow(p, rel, str(i)) for i, p in by_pos.items()]
         gen = _rows(table, ctx, count, schema=schema, ja_share=ja_share, dup_share=dup_share, plants=by_pos)
-        if wal and hot_wal and table is schema.tables[-1]:
-            cut = count - max(1, int(count * HOT_WAL_SHARE))
+        if wal and hot_wal and table is schema.tables[-1] and count > 0:
+            # At least one row stays uncheckpointed in the -wal (a table of one row: that row).
+            cut = count - min(count, max(1, int(count * HOT_WAL_SHARE)))
             conn.executemany(table.insert_sql(), itertools.islice(gen, cut))
             hot_rows, hot_sql = gen, table.insert_sql()
         else:

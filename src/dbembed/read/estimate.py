@@ -27,7 +27,12 @@ def count_rows(local: Path) -> int | None:
     try:
         if not stat.S_ISREG(os.stat(local).st_mode):  # a FIFO named *.db would block the open forever
             return None
-        conn = sqlite3.connect(ro_uri(local), uri=True, timeout=0.2)
+        uri = ro_uri(local)
+        if not Path(os.fsdecode(local) + "-shm").exists():
+            # Without a -shm even a read-only open of a WAL file creates one next to it (and a crashed
+            # writer leaves a -wal without it): read the main file as immutable, never touching it.
+            uri += "&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, timeout=0.2)
     except (sqlite3.Error, OSError, ValueError):
         return None
     deadline = time.monotonic() + BUDGET_S
