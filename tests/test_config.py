@@ -408,3 +408,23 @@ def test_configuration_doc_lists_every_key_in_its_section() -> None:
     for flat, targets in SHARED.items():
         for section, _ in targets:
             assert f"`{flat}`" in doc.split(f"## `[{section}]`", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("workers", -3), ("workers", 0), ("batch_size", 0), ("settle_s", -5), ("dimensions", -5),
+     ("api_db_pool_size", 0), ("page_size", 0), ("hnsw_ef_search", 0), ("lease_s", 0)],
+)
+def test_out_of_range_numbers_are_refused_naming_the_key(name: str, value: float, monkeypatch) -> None:  # noqa: ANN001
+    """Flags/keywords and env vars alike: a ConfigError naming the setting, no pydantic help links."""
+    from dbembed.config import load_settings
+    from dbembed.errors import ConfigError
+
+    with pytest.raises(ConfigError) as flag_error:
+        load_settings(**{name: value})
+    monkeypatch.setenv(f"DBEMBED_{name.upper()}", str(value))
+    with pytest.raises(ConfigError) as env_error:
+        load_settings()
+    for err in (flag_error, env_error):
+        text = str(err.value)
+        assert name.split("_", 1)[-1] in text and "errors.pydantic.dev" not in text

@@ -277,4 +277,16 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     except ConfigError:
         raise
     except Exception as exc:  # pydantic ValidationError and friends
-        raise ConfigError(f"invalid settings{where}: {exc}") from exc
+        raise ConfigError(f"invalid settings{where}: {_describe(exc)}") from exc
+
+
+def _describe(exc: Exception) -> str:
+    """A validation error as ``key: message`` lines (pydantic's own text without its help links)."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    lines = []
+    for err in errors(include_url=False):
+        key = ".".join(str(part) for part in err.get("loc", ())) or "settings"
+        lines.append(f"{key}: {err.get('msg', 'invalid')} (got {err.get('input')!r})")
+    return "; ".join(lines) if lines else str(exc)

@@ -11,6 +11,7 @@ profile, request timeout, retries and the API's request limits.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -65,25 +66,25 @@ class StoreSettings(_DataDir):
     database_url: str | None = None
     collection: str | None = None  # default: derived from the model id
     vector_type: str = "halfvec"  # "halfvec" or "vector"
-    hnsw_m: int = 16
-    hnsw_ef_construction: int = 64
-    hnsw_ef_search: int = 100
+    hnsw_m: Annotated[int, Field(ge=2, le=100)] = 16
+    hnsw_ef_construction: Annotated[int, Field(ge=4, le=1000)] = 64
+    hnsw_ef_search: Annotated[int, Field(ge=1, le=1000)] = 100
     # Default search mode: "hybrid" (vector + lexical fused by RRF), "vector" or "lexical".
     search_mode: str = "hybrid"
     db_secret_id: str | None = None  # Secrets Manager ARN or name with RDS credentials
     db_iam_auth: bool = False
     db_sslmode: str | None = None
     db_sslrootcert: Path | None = None
-    db_connect_timeout_s: float = 10.0
+    db_connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     # How long to retry a refused/starting server (Aurora resuming from auto-pause takes up to ~2 min).
     # None = 180 s for AWS targets (RDS/Aurora host, Secrets Manager, IAM auth), 10 s elsewhere.
-    db_resume_wait_s: float | None = None
+    db_resume_wait_s: Annotated[float | None, Field(ge=0)] = None
     aws_region: str | None = None
     aws_profile: str | None = None
     # RDS Data API endpoint (a VPC endpoint, or a local stand-in); default: the region's.
     # The Data API itself is selected by database_url = "rds-data://<cluster-arn>/<db>?secret_arn=..."
     rds_data_endpoint_url: str | None = None
-    request_timeout_s: float = 60.0  # one RDS Data API call (at least 60 s)
+    request_timeout_s: Annotated[float, Field(gt=0)] = 60.0  # one RDS Data API call (at least 60 s)
 
     @field_validator("search_mode")
     @classmethod
@@ -109,17 +110,17 @@ class SourcesSettings(_DataDir):
 
     include: list[str] = Field(default_factory=lambda: ["*.db", "*.sqlite", "*.sqlite3"])
     exclude: list[str] = Field(default_factory=list)
-    settle_s: float = 60.0
+    settle_s: Annotated[float, Field(ge=0)] = 60.0
     verify: bool = False  # confirm unchanged size/mtime with a content hash
     s3_endpoint_url: str | None = None  # S3-compatible endpoint (MinIO, moto); default: AWS
     s3_cache_bytes: int = 20 * 1024**3  # local cache of downloaded S3 objects (LRU), in bytes
     s3_metadata: bool = False  # also write each file's metadata JSON next to its S3 object
     aws_region: str | None = None
     aws_profile: str | None = None
-    max_retries: int = 8  # S3 client attempts (at least 3)
+    max_retries: Annotated[int, Field(ge=0)] = 8  # S3 client attempts (at least 3)
     include_views: bool = False
-    busy_timeout_ms: int = 5000
-    page_size: int = 2000
+    busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
+    page_size: Annotated[int, Field(ge=1)] = 2000
     snapshot_dir: Path | None = None  # private snapshots of WAL/changing files (default: temp)
     tables: dict[str, TableOverride] = Field(default_factory=dict)
 
@@ -128,8 +129,8 @@ class TextSettings(Section):
     """Rows -> documents -> token-aware chunks."""
 
     document_format: str = "table-columns"  # one of DOCUMENT_FORMATS; a table's template wins
-    chunk_overlap: int = 32  # tokens shared by consecutive chunks of one row
-    max_chunk_tokens: int | None = None  # default: the model's own limit
+    chunk_overlap: Annotated[int, Field(ge=0)] = 32  # tokens shared by consecutive chunks of one row
+    max_chunk_tokens: Annotated[int | None, Field(ge=1)] = None  # default: the model's own limit
 
     @field_validator("document_format")
     @classmethod
@@ -144,18 +145,18 @@ class EmbedSettings(_DataDir):
     """The embedding provider: which model, where it runs, how it is called."""
 
     model: str = DEFAULT_MODEL
-    dimensions: int | None = None  # for models that can shorten (Titan v2, OpenAI v3)
-    batch_size: int | None = None  # default: the provider's own
+    dimensions: Annotated[int | None, Field(ge=1)] = None  # for models that can shorten (Titan v2, OpenAI v3)
+    batch_size: Annotated[int | None, Field(ge=1)] = None  # default: the provider's own
     device: str | None = None  # "cpu", "cuda", ... (default: auto)
     # Local models: inference runtime (docs/performance.md).  auto = fastest here whose vectors
     # keep cosine >= 0.999 to torch fp32 (measured once per machine and model, cached).
     backend: str = "auto"  # auto | torch | openvino | onnx
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 | int8 (int8: own collection)
-    concurrency: int = 4  # in-flight requests for remote providers
-    max_retries: int = 8
-    request_timeout_s: float = 60.0
-    retry_backoff_s: float = 0.5  # first retry delay for remote providers (doubles, with jitter)
-    retry_backoff_max_s: float = 30.0  # cap on one retry delay (a server's Retry-After may ask for more)
+    concurrency: Annotated[int, Field(ge=1)] = 4  # in-flight requests for remote providers
+    max_retries: Annotated[int, Field(ge=0)] = 8
+    request_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    retry_backoff_s: Annotated[float, Field(ge=0)] = 0.5  # first retry delay for remote providers (doubles, with jitter)
+    retry_backoff_max_s: Annotated[float, Field(ge=0)] = 30.0  # cap on one retry delay (a server's Retry-After may ask for more)
     aws_region: str | None = None
     aws_profile: str | None = None
     bedrock_endpoint_url: str | None = None
@@ -176,11 +177,11 @@ class EmbedSettings(_DataDir):
 class RunSettings(Section):
     """Indexing runs: workers, leases, commits, and what a run reports (logs, metrics)."""
 
-    workers: int = 1
+    workers: Annotated[int, Field(ge=1)] = 1
     force: bool = False  # re-read every file (unchanged rows are still not re-embedded)
     # Off: every chunk is embedded, even repeated texts (a benchmark baseline).
     embed_cache: bool = True
-    lease_s: float = 60.0
+    lease_s: Annotated[float, Field(gt=0)] = 60.0
     # Off: indexing commits do not wait for the WAL flush (each file stays atomic; a database crash can
     # only undo the last moments of work, which the next run redoes).  On: every file is durable at once.
     synchronous_commit: bool = False
@@ -202,23 +203,23 @@ class ApiSettings(Section):
     """The HTTP API server and its request limits."""
 
     host: str = "127.0.0.1"
-    port: int = 8000
-    max_k: int = 100
-    max_page_size: int = 200
-    max_request_bytes: int = 1_000_000  # larger request bodies get HTTP 413
-    max_text_chars: int = 100_000  # longest user input / bot response / query accepted
-    db_pool_size: int = 4  # PostgreSQL connections held by one API process
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    max_k: Annotated[int, Field(ge=1)] = 100
+    max_page_size: Annotated[int, Field(ge=1)] = 200
+    max_request_bytes: Annotated[int, Field(ge=1)] = 1_000_000  # larger request bodies get HTTP 413
+    max_text_chars: Annotated[int, Field(ge=1)] = 100_000  # longest user input / bot response / query accepted
+    db_pool_size: Annotated[int, Field(ge=1)] = 4  # PostgreSQL connections held by one API process
 
 
 class ChatSettings(Section):
     """Chat memory: mapped tables, sync batches, the optional summarizer, input limits."""
 
     tables: dict[str, str] = Field(default_factory=dict)  # map onto existing doc-003 tables (docs/chat.md)
-    sync_batch: int = 256  # turns per committed sync batch
+    sync_batch: Annotated[int, Field(ge=1)] = 256  # turns per committed sync batch
     summarizer: str | None = None  # None: memory = turn text; "openai:MODEL" or "bedrock:MODEL-ID"
     summarizer_base_url: str | None = None  # OpenAI-compatible base URL (default: openai_base_url)
     summarizer_api_key_env: str = "OPENAI_API_KEY"  # env var holding the summarizer's API key
-    summary_max_chars: int = 20_000  # transcript characters sent to the summarizer per chat
-    max_k: int = 100
-    max_page_size: int = 200
-    max_text_chars: int = 100_000  # longest user input / bot response / query accepted
+    summary_max_chars: Annotated[int, Field(ge=1)] = 20_000  # transcript characters sent to the summarizer per chat
+    max_k: Annotated[int, Field(ge=1)] = 100
+    max_page_size: Annotated[int, Field(ge=1)] = 200
+    max_text_chars: Annotated[int, Field(ge=1)] = 100_000  # longest user input / bot response / query accepted
