@@ -352,3 +352,30 @@ def test_migration_backfills_chat_memory_without_reembedding(settings: Any, mini
         hits = store.search(alice, "配送状況", k=2, mode="lexical")
         assert [h.chat_id for h in hits] == [1]
     assert minilm.usage.texts == texts_before  # the backfill embedded nothing
+
+
+def test_part_of_a_code_finds_its_rows_when_the_parts_are_common(
+    settings: Any, minilm: Any, tmp_path: Path
+) -> None:
+    """"INV-2024" of "INV-2024-0042": not a whole token of any row, and its parts ("inv", "2024") are in
+    every row, so they select nothing by themselves; rows holding all the parts are found."""
+    from dbembed.store.connection import connect
+    from dbembed.store.lexical import forget_stats
+
+    dbembed.service.default_providers.put(minilm)
+    root = tmp_path / "codes"
+    root.mkdir()
+    conn = sqlite3.connect(root / "invoices.db")
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, note TEXT)")
+    notes = [f"Invoice INV-2024-{i:04d} for order {i}" for i in range(60)]
+    notes += [f"Receipt RCPT-2023-{i:04d} paid in cash" for i in range(60)]
+    conn.executemany("INSERT INTO invoices (note) VALUES (?)", [(n,) for n in notes])
+    conn.commit()
+    conn.close()
+    dbembed.index([root], settings.model_copy(update={"settle_s": 0}))
+    with connect(settings) as pg:
+        rel = pg.execute("SELECT 'chunks_' || id FROM dbembed.collections ORDER BY id DESC").fetchone()[0]
+        pg.execute(f"ANALYZE dbembed.{rel}")
+    forget_stats()
+    hits = dbembed.search("INV-2024", 10, settings=settings, mode="lexical")
+    assert len(hits) == 10 and all("INV-2024-" in h.text for h in hits)

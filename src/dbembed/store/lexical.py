@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -121,6 +122,9 @@ def forget_stats(relname: str | None = None) -> None:
             del _stats[key]
 
 
+_JOINED_TOKEN = re.compile(r"[-_./:#@+]")  # text.lexical's joiners: a token made of parts
+
+
 def query_plan(conn: psycopg.Connection, relname: str, query: str) -> QueryPlan | None:
     """The tokens of ``query`` with idf weights, and which of them select candidates; None if
     the query has no token at all (only punctuation or spaces)."""
@@ -137,11 +141,15 @@ def query_plan(conn: psycopg.Connection, relname: str, query: str) -> QueryPlan 
         weights.append(max(0.1, math.log(1.0 / f)) if f else 1.0)
         if f is None or f <= COMMON_FREQ:
             selective.append(tok)
+    # A code typed in part ("INV-2024" of "INV-2024-0042") is not a whole token of the row, but its
+    # parts are: when the selected tokens find nothing, rows holding every plain part are next.
+    parts = [t for t in tokens if not _JOINED_TOKEN.search(t)]
+    by_parts = tsquery_text(parts, "&") if parts and len(parts) < len(tokens) else None
     if not selective:
         # Only common tokens (a query of stop words, or of a phrase found everywhere): rows must hold all.
-        return QueryPlan(tsquery_text(tokens, "&"), tokens, weights)
+        return QueryPlan(tsquery_text(tokens, "&"), tokens, weights, fallback=by_parts)
     if len(selective) == 1:
-        return QueryPlan(tsquery_text(selective, "|"), tokens, weights)
+        return QueryPlan(tsquery_text(selective, "|"), tokens, weights, fallback=by_parts)
     pairs = [f"({tsquery_text([a, b], '&')})" for a, b in zip(selective, selective[1:], strict=False)]
     return QueryPlan(" | ".join(pairs), tokens, weights, fallback=tsquery_text(selective, "|"))
 
