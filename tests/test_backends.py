@@ -68,6 +68,15 @@ def test_impossible_combinations_name_the_setting() -> None:
         backends.check_choice("openvino", "fp32", "cuda")
 
 
+def test_dry_run_refuses_what_the_run_refuses() -> None:
+    """A dry run never plans a model the run would refuse (it planned 'all-MiniLM-L6-v2-int8')."""
+    from dbembed.embed.offline import offline_profile
+
+    with pytest.raises(ConfigError, match="int8 is not offered"):
+        offline_profile(_settings(precision="int8"))
+    assert offline_profile(_settings(backend="openvino", precision="bf16")).max_tokens > 0
+
+
 def test_int8_would_get_its_own_model_id_and_collection() -> None:
     from dbembed.embed.registry import expected_model_id
 

@@ -64,7 +64,10 @@ class LocalPlugin(ProviderPlugin):
 
 
 def local_profile(model_id: str, path: Path, settings: EmbedSettings) -> OfflineProfile:
-    """The dry-run profile of the model directory ``path``: its own tokenizer, without torch."""
+    """The dry-run profile of the model directory ``path``: its own tokenizer, without torch.
+    Refuses (``ConfigError``) a backend/precision the run would refuse, so a dry run never plans
+    what cannot run."""
+    backends.check_choice(settings.backend, settings.precision, cheap_device(settings))
     tok_file = path / "tokenizer.json"
     if not tok_file.is_file():
         raise ConfigError(f"--dry-run needs {tok_file} to count tokens without loading the model")
