@@ -167,3 +167,11 @@ def test_scheduler_takes_the_service_as_a_callable() -> None:
         n.module for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom) and n.module
     } | {a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Import) for a in n.names}
     assert not any(m.startswith("dbembed.service") or m.startswith("dbembed.cli") for m in imported)
+
+
+def test_search_with_an_unknown_provider_names_the_provider(settings: Any) -> None:
+    """Not "collection 'x' does not exist": the same error run and chat give."""
+    from dbembed.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown model provider 'nope'"):
+        Dbembed(settings.model_copy(update={"model": "nope:x"})).search("anything", mode="lexical")

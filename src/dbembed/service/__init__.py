@@ -226,7 +226,8 @@ class Dbembed(ChatOperations):
         s = self.settings
         if s.collection:
             return require_collection(conn, s.collection)
-        model = s.model if ":" in s.model else "local:" + split_spec(s.model)[1]
+        scheme, name = split_spec(s.model)  # an unknown provider is named here (ConfigError)
+        model = s.model if ":" in s.model else f"{scheme}:{name}"
         name = default_collection_name(model, s.dimensions)
         existing = list_collections(conn)
         if not any(c.name == name for c in existing) and len(existing) == 1:
