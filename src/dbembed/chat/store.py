@@ -47,7 +47,7 @@ class ChatStore:
     ) -> None:
         self.conn = conn
         self.settings = settings
-        mapping = mapping_from_settings(settings.chat_tables)
+        mapping = mapping_from_settings(settings.chat.tables)
         self.mapped = mapping is not None
         self.history = mapped_history(mapping) if mapping else native_history()
         # RLS lives on dbembed's own tables; a team's mapped tables get the query filters only.
@@ -70,8 +70,8 @@ class ChatStore:
         return self._provider
 
     def _page(self, limit: int) -> int:
-        if not 1 <= limit <= self.settings.max_page_size:
-            raise InvalidInput(f"limit must be between 1 and {self.settings.max_page_size}")
+        if not 1 <= limit <= self.settings.chat.max_page_size:
+            raise InvalidInput(f"limit must be between 1 and {self.settings.chat.max_page_size}")
         return limit
 
     def _theme(self, theme: str | None) -> str | None:
@@ -112,7 +112,7 @@ class ChatStore:
         holds what was stored.  Raises ``InvalidInput`` (bad id, too long), ``Conflict``.
         """
         check_chat_id(chat_id)
-        limit = self.settings.max_text_chars
+        limit = self.settings.chat.max_text_chars
         user_input = clean_input(user_input, "user_input", limit)
         bot_response = clean_input(bot_response, "bot_response", limit)
         new = history.NewTurn(chat_id, user_input, bot_response, self._theme(theme), turn_no, created_at)
@@ -168,13 +168,13 @@ class ChatStore:
 
         The query is cleaned like the turns were; ``since``/``until`` without a time zone are UTC.
         """
-        query = clean_input(query, "query", self.settings.max_text_chars, allow_empty=False)
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.settings.max_k:
-            raise InvalidInput(f"k must be between 1 and {self.settings.max_k}")
+        query = clean_input(query, "query", self.settings.chat.max_text_chars, allow_empty=False)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.settings.chat.max_k:
+            raise InvalidInput(f"k must be between 1 and {self.settings.chat.max_k}")
         since, until = _utc(since, "since"), _utc(until, "until")
         if since is not None and until is not None and since > until:
             raise InvalidInput("'since' must not be after 'until'")
-        mode = mode or self.settings.search_mode
+        mode = mode or self.settings.store.search_mode
         if mode not in memory.MODES:
             raise InvalidInput(f"mode must be one of {', '.join(memory.MODES)}")
         theme = self._theme(theme)
@@ -216,7 +216,7 @@ class ChatStore:
                 self.history,
                 mt,
                 self.provider,
-                batch_size=batch_size or self.settings.chat_sync_batch,
+                batch_size=batch_size or self.settings.chat.sync_batch,
                 summarizer=summarizer,
                 max_batches=max_batches,
             )
