@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from dbembed.config import Settings, load_settings
 from dbembed.embed.provider_cache import ProviderCache, default_providers
 from dbembed.embed.registry import split_spec
-from dbembed.errors import ConfigError, UsageError
+from dbembed.errors import ConfigError, NotFound, UsageError
 from dbembed.generate import generate as generate_files
 from dbembed.run.plan import plan_run
 from dbembed.run.schedule import locked_run, parse_cron, run_schedule
@@ -222,7 +222,9 @@ class Dbembed(ChatOperations):
             )  # fmt: skip
 
     def _search_collection(self, conn: psycopg.Connection) -> Any:
-        """The named collection, else the settings' model's, else the only one there is."""
+        """The named collection, else the settings' model's; only when the user named neither a
+        model nor a collection, the only one there is.  Raises ``NotFound`` naming what was asked
+        for and listing the collections that exist."""
         s = self.settings
         if s.collection:
             return require_collection(conn, s.collection)
@@ -230,13 +232,25 @@ class Dbembed(ChatOperations):
         model = s.model if ":" in s.model else f"{scheme}:{name}"
         name = default_collection_name(model, s.dimensions)
         existing = list_collections(conn)
-        if not any(c.name == name for c in existing) and len(existing) == 1:
-            name = existing[0].name  # one index only: search it, with its own model
-        return require_collection(conn, name)
+        for coll in existing:
+            if coll.name == name:
+                return coll
+        named = {"model", "dimensions"} & s.embed.model_fields_set
+        if len(existing) == 1 and not named:
+            return existing[0]  # the user named nothing and there is one index only: search it
+        asked = f"model {s.model!r}" + (f" with {s.dimensions} dimensions" if s.dimensions else "")
+        known = "; ".join(f"{c.name!r} (model {c.model}, {c.dimensions} dimensions)" for c in existing)
+        raise NotFound(
+            f"no index of {asked} (collection {name!r} does not exist); "
+            + (f"indexed collections: {known}" if known else "nothing is indexed yet; run `dbembed run ROOT` first")
+        )
 
     def _collections(self, conn: psycopg.Connection) -> list[Any]:
+        """Every collection, or only ``settings.collection`` (``NotFound`` when that one does not exist)."""
         name = self.settings.collection
-        return [c for c in list_collections(conn) if not name or c.name == name]
+        if name:
+            return [require_collection(conn, name)]
+        return list_collections(conn)
 
     def status(self, *, runs: int = 5, failures: int = 20) -> Status:
         """Per collection: file counts by status, leased work, the ``runs`` newest runs (a run whose
