@@ -8,6 +8,9 @@ pages (``OFFSET`` would skip or repeat rows) and cost O(page) each.
 
 Keys: the rowid for ordinary tables, the primary-key values (as a JSON list)
 for WITHOUT ROWID tables, and a content hash for views, which have no key.
+Primary-key keys are injective: text that is not valid UTF-8 is ``{"text_bytes": hex}`` (read and
+sought by its exact bytes, never by its lossy decoding), and a blob is its hex string, or
+``{"blob": hex}`` in a column that also holds text (so that it cannot equal a text key).
 """
 
 from __future__ import annotations
@@ -30,13 +33,33 @@ MAX_KEY_CHARS = 512
 @dataclass
 class Row:
     # rowid as str; JSON list of PK values (WITHOUT ROWID; NUL and controls escaped as \u0000, so keys
-    # stay unique and reversible; "#<digest>" past MAX_KEY_CHARS); a stable hash of the values (views)
+    # stay unique and reversible; bad UTF-8 and blobs tagged, see the module docstring; "#<digest>"
+    # past MAX_KEY_CHARS); a stable hash of the values (views)
     key: str
     values: dict[str, Any]
 
 
 def _jsonable(value: Any) -> Any:
     return value.hex() if isinstance(value, bytes) else value
+
+
+def _key_value(value: Any, raw: bytes | None, tag_blob: bool) -> Any:
+    """One primary-key value as JSON: ``raw`` is a text value's exact bytes (None for other types)."""
+    if isinstance(value, bytes):
+        return {"blob": value.hex()} if tag_blob else value.hex()
+    if raw is not None and "\ufffd" in value:  # decoded with replacement, or a real U+FFFD
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"text_bytes": raw.hex()}
+    return value
+
+
+def _seek_value(value: Any, raw: bytes | None) -> tuple[Any, ...]:
+    """Parameters of one ``CASE ? WHEN 1 THEN CAST(? AS TEXT) ELSE ? END``: bad text by its bytes."""
+    if raw is not None and "\ufffd" in value:
+        return (1, raw, None)
+    return (0, None, value)
 
 
 def _approx_size(values: tuple[Any, ...]) -> int:
@@ -82,6 +105,7 @@ class RowReader:
         self._after: tuple[Any, ...] | None = None  # last key values read
         self._offset = 0  # views (no key to seek on)
         self._seen: set[bytes] = set()  # view row hashes, to tell identical rows apart
+        self._tag_blobs: tuple[bool, ...] | None = None  # per key column: holds both blobs and text
         col_sql = ", ".join(quote_ident(c) for c in self._cols) or "NULL"
         source = quote_ident(table.name)
         alias = None if table.without_rowid or table.kind == "view" else rowid_alias(table)
@@ -89,14 +113,16 @@ class RowReader:
             self.mode = "pk"
             keys = [quote_ident(k) for k in table.key_columns]
             order = ", ".join(keys)
+            seek = ["CASE ? WHEN 1 THEN CAST(? AS TEXT) ELSE ? END" for _ in keys]
             left = keys[0] if len(keys) == 1 else f"({order})"
-            right = "?" if len(keys) == 1 else "(" + ", ".join("?" for _ in keys) + ")"
-            key_sql = order
+            right = seek[0] if len(keys) == 1 else "(" + ", ".join(seek) + ")"
+            # Each key, then its exact bytes when it is text (the text factory decodes lossily).
+            key_sql = ", ".join(f"{k}, CASE WHEN typeof({k}) = 'text' THEN CAST({k} AS BLOB) END" for k in keys)
             self._first = f"SELECT {key_sql}, {col_sql} FROM {source} ORDER BY {order} LIMIT ?"
             self._next = (
                 f"SELECT {key_sql}, {col_sql} FROM {source} WHERE {left} > {right} ORDER BY {order} LIMIT ?"
             )
-            self._nkeys = len(keys)
+            self._nkeys = 2 * len(keys)
         elif alias is not None:
             self.mode = "rowid"
             self._first = f"SELECT {alias}, {col_sql} FROM {source} ORDER BY {alias} LIMIT ?"
@@ -114,15 +140,35 @@ class RowReader:
             return (limit, self._offset)
         if self._after is None:
             return (limit,)
+        if self.mode == "pk":
+            pairs = zip(self._after[0::2], self._after[1::2], strict=True)
+            return (*(p for value, raw in pairs for p in _seek_value(value, raw)), limit)
         return (*self._after, limit)
+
+    def _mixed_columns(self, conn: sqlite3.Connection) -> tuple[bool, ...]:
+        """Per key column: whether it holds blobs and text both (then blob keys are tagged)."""
+        source = quote_ident(self.table.name)
+        out = []
+        for i, name in enumerate(self.table.key_columns):
+            k = quote_ident(name)
+            if i == 0:  # blobs sort after every other value: the key's index answers at once
+                top = conn.execute(f"SELECT typeof({k}) FROM {source} ORDER BY {k} DESC LIMIT 1").fetchone()
+                if not top or top[0] != "blob":
+                    out.append(False)
+                    continue
+            sql = f"SELECT EXISTS(SELECT 1 FROM {source} WHERE typeof({k}) = ?)"
+            out.append(all(conn.execute(sql, (kind,)).fetchone()[0] for kind in ("blob", "text")))
+        return tuple(out)
 
     def _key(self, raw: tuple[Any, ...]) -> str:
         if self.mode == "rowid":
             return str(raw[0])
         if self.mode == "pk":
-            key = json.dumps([_jsonable(v) for v in raw[: self._nkeys]], ensure_ascii=False)
+            tags = self._tag_blobs or ()
+            parts = [_key_value(raw[2 * i], raw[2 * i + 1], tag) for i, tag in enumerate(tags)]
+            key = json.dumps(parts, ensure_ascii=False)
             if len(key) > MAX_KEY_CHARS:  # too long for the store's unique index: a stable digest
-                return "#" + hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+                return "#" + hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
             return key
         blob = json.dumps([_jsonable(v) for v in raw], ensure_ascii=False, default=str).encode(
             "utf-8", "replace"
@@ -139,6 +185,8 @@ class RowReader:
         """Read up to ``page_size`` rows after the last one; sets ``done`` at the end of the table."""
         if self.done:
             return []
+        if self.mode == "pk" and self._tag_blobs is None:
+            self._tag_blobs = self._mixed_columns(conn)
         sql = self._first if self._after is None and self.mode != "offset" else self._next
         cur = conn.execute(sql, self._params(self.page_size))
         rows: list[Row] = []
