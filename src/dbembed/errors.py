@@ -175,6 +175,33 @@ class UnsupportedValue(DbembedError, TypeError):
     """A Python value with no RDS Data API encoding (raised as ``psycopg.ProgrammingError`` upstream)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """The process was told to stop by a signal (``signal_name``: ``SIGTERM``, ``SIGINT``...).
+
+    A ``KeyboardInterrupt``, so everything that stops cleanly on Ctrl-C stops cleanly on it (files
+    in flight roll back, leases go back, the run is recorded ``interrupted: SIGTERM``); exit 130."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, signal_name: str = "SIGINT") -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+def interrupted_by(exc: BaseException) -> str:
+    """``interrupted: SIGTERM`` for an ``Interrupted``; a plain ``KeyboardInterrupt`` is Ctrl-C (SIGINT)."""
+    if isinstance(exc, SystemExit):
+        return f"interrupted: exit {exc.code}"
+    return f"interrupted: {getattr(exc, 'signal_name', 'SIGINT')}"
+
+
+def raise_interrupted(signum: int, frame: object) -> None:
+    """A signal handler that raises ``Interrupted`` naming the signal (install it for SIGTERM)."""
+    import signal
+
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def mask_url(url: str) -> str:
     """Hide the password in a PostgreSQL URL or conninfo string for messages and logs."""
     import re

@@ -16,7 +16,14 @@ from typing import Annotated, Any, TypeVar
 import click
 import typer
 
-from dbembed.errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_PIPE_CLOSED, DbembedError
+from dbembed.errors import (
+    EXIT_FATAL,
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    EXIT_PIPE_CLOSED,
+    DbembedError,
+    interrupted_by,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,8 +78,8 @@ def handle_errors(fn: F) -> F:
         except DbembedError as exc:
             err(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err("interrupted")
+        except KeyboardInterrupt as exc:
+            err(interrupted_by(exc))
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             # stdout closed early (`dbembed files --all | head`): stop quietly, like other Unix tools.

@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from dbembed.errors import raise_interrupted
+
 app = typer.Typer(
     name="dbembed",
     help="Turn SQLite files and chat history into a PostgreSQL + pgvector semantic search index.",
@@ -89,16 +91,12 @@ def _global_options(
     configure_output(verbose)
 
 
-def _sigterm_as_interrupt(signum: int, frame: object) -> None:
-    """AWS Batch, Kubernetes, ECS and `docker stop` end a job with SIGTERM: treat it like Ctrl-C, so a
-    run records itself ``interrupted``, hands its leases back and exits 130 instead of dying mid-file."""
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     import signal
 
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)  # `schedule` and `serve` install their own
+    # AWS Batch, Kubernetes, ECS and `docker stop` end a job with SIGTERM: treat it like Ctrl-C, so a run
+    # records itself ``interrupted: SIGTERM``, hands its leases back and exits 130 instead of dying mid-file.
+    signal.signal(signal.SIGTERM, raise_interrupted)  # `schedule` and `serve` install their own
     logging.basicConfig(
         level=os.environ.get("DBEMBED_LOG_LEVEL", "WARNING").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

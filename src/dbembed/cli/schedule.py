@@ -16,7 +16,7 @@ import typer
 from dbembed.cli.common import CollectionOpt, ConfigOpt, DatabaseUrlOpt, DataDirOpt, ModelOpt, handle_errors
 from dbembed.cli.logging_setup import install as install_logging
 from dbembed.config import load_settings
-from dbembed.errors import UsageError
+from dbembed.errors import Interrupted, UsageError
 from dbembed.service import Dbembed
 
 LogFormatOpt = Annotated[
@@ -41,7 +41,7 @@ def _install_stop_handler(stop: threading.Event) -> None:
         already = stop.is_set()
         stop.set()
         if already:
-            raise KeyboardInterrupt
+            raise Interrupted(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, handler)
 

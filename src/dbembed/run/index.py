@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dbembed.errors import EXIT_OK, EXIT_PARTIAL
+from dbembed.errors import EXIT_OK, EXIT_PARTIAL, interrupted_by
 from dbembed.run.rescan import queue_work
 from dbembed.store import runs as run_store
 from dbembed.store import sources as source_store
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 events = logging.getLogger("dbembed.events")
+STOP_GRACE_S = 30.0  # how long an interrupted run waits for its --workers children to stop cleanly
 
 
 @dataclass
@@ -127,12 +128,34 @@ def _spawn_workers(settings: Settings, roots: list[str], coll: Collection, run_i
     ctx = multiprocessing.get_context("spawn")
     data = settings.model_dump(mode="json")
     data["collection"] = coll.name
-    procs = []
-    for _ in range(n - 1):
-        p = ctx.Process(target=spawn_target, args=(data, roots, coll.name, run_id, threads), daemon=False)
-        p.start()
-        procs.append(p)
+    procs: list[Any] = []
+    try:
+        for _ in range(n - 1):
+            p = ctx.Process(target=spawn_target, args=(data, roots, coll.name, run_id, threads), daemon=False)
+            p.start()
+            procs.append(p)
+    except BaseException:
+        stop_workers(procs)
+        raise
     return procs
+
+
+def stop_workers(procs: list[Any], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM each live child (it rolls back its file in flight, hands its leases back and exits
+    130), wait up to ``grace_s`` for all of them, then SIGKILL whatever is left.  A second
+    interrupt while waiting still kills them."""
+    try:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        deadline = time.monotonic() + grace_s
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
 
 
 def index(
@@ -202,9 +225,11 @@ def _record_run_end(
     ``interrupted`` (Ctrl-C, SIGTERM).  On a fresh connection when the old one is gone."""
     from dbembed.store.connection import connect
 
-    status = "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed"
-    text = str(exc).strip().splitlines()
-    error = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        status, error = "interrupted", interrupted_by(exc)
+    else:
+        text = str(exc).strip().splitlines()
+        status, error = "failed", f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
     seconds = time.perf_counter() - started
     try:
         if conn.closed or conn.broken:
@@ -261,9 +286,11 @@ def _run(
                 on_file=on_file,
                 on_progress=on_progress,
             )
-        finally:
             for p in procs:
                 p.join()
+        except BaseException:  # interrupted or failed: the children stop too (no orphans)
+            stop_workers(procs)
+            raise
     bad_children = [p.exitcode for p in procs if p.exitcode]
     hnsw_built = ensure_hnsw(conn, coll)
     summary = _summarize(conn, coll, run_id, root_list, started, (found, queued, missing), totals)

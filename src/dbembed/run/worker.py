@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dbembed.errors import EXIT_INTERRUPTED, interrupted_by, raise_interrupted
 from dbembed.store import runs as run_store
 from dbembed.store import sources as source_store
 
@@ -307,9 +310,29 @@ def _sidecar(settings: Settings, collection: str, model: str, dims: int, res: Fi
 def spawn_target(
     settings_data: dict[str, Any], roots: list[str], collection: str, run_id: int, threads: int
 ) -> None:
-    """Entry point of a ``--workers`` child process (spawned: nothing inherited but arguments)."""
+    """Entry point of a ``--workers`` child process (spawned: nothing inherited but arguments).
+
+    SIGTERM (the parent stopping it) rolls its file in flight back and hands its leases back, then
+    it exits 130; it also stops itself when the parent is gone (no orphan keeps working)."""
+    signal.signal(signal.SIGTERM, raise_interrupted)
+    _watch_parent(os.getppid())
     os.environ["OMP_NUM_THREADS"] = str(threads)
     from dbembed.config import Settings
 
     settings = Settings(**settings_data)
-    worker_loop(settings, roots, collection, run_id)
+    try:
+        worker_loop(settings, roots, collection, run_id)
+    except KeyboardInterrupt as exc:
+        log.info("worker %s stopped (%s)", os.getpid(), interrupted_by(exc))
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _watch_parent(parent_pid: int, every_s: float = 1.0) -> None:
+    """A daemon thread that sends this process SIGTERM once its parent has died (it is re-parented)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(every_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="dbembed-parent-watch", daemon=True).start()
