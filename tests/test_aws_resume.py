@@ -269,6 +269,8 @@ def test_localized_starting_up_is_waited_out(make_proxy, tmp_path: Path, caplog)
     [
         ("57P03", "データベースシステムは起動処理中です", True),  # cannot_connect_now, localized
         ("57P03", "Das Datenbanksystem startet", True),
+        ("53300", "Es gibt schon zu viele Clients", True),  # too_many_connections, localized
+        ("57P01", "Verbindung wegen Anweisung des Administrators beendet", True),  # admin_shutdown
         # Permanent refusals, even when their text reads like a transient one.
         ("28P01", "the database system is starting up (password authentication failed)", False),
         ("3D000", "connection refused: database is resuming after being auto-paused", False),

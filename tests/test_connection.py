@@ -128,3 +128,64 @@ def test_open_connection_over_the_data_api(settings: Any, dataapi: Any, migrate_
     assert migrate_calls == ["dataapi"]
     with pytest.raises(UsageError):
         open_pool(da)
+
+
+def _hold_every_slot(url: str) -> list[Any]:
+    """Open connections until the server refuses more (max_connections exhausted, superuser slots too)."""
+    import psycopg
+
+    held: list[Any] = []
+    try:
+        while len(held) < 1000:
+            held.append(psycopg.connect(url, autocommit=True))
+    except psycopg.OperationalError:
+        pass
+    return held
+
+
+def test_too_many_clients_is_waited_out(settings: Any, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """"too many clients" (SQLSTATE 53300) at connect is transient: retried with backoff within the
+    connect-wait budget until a slot frees up, instead of failing at once."""
+    import logging
+    import time
+
+    import psycopg
+
+    from dbembed.store.connection import connect
+    from dbembed.store.wait_for_server import is_transient, refusal_sqlstate
+
+    caplog.set_level(logging.WARNING, logger="dbembed.store.wait_for_server")
+    held = _hold_every_slot(database_url)
+    try:
+        assert len(held) >= 10
+        with pytest.raises(psycopg.OperationalError) as refused:
+            psycopg.connect(database_url)
+        assert refusal_sqlstate(database_url) == "53300"
+        assert is_transient(refused.value, database_url)
+        releaser = threading.Timer(1.0, lambda: [c.close() for c in held])
+        releaser.start()
+        start = time.monotonic()
+        conn = connect(settings.model_copy(update={"db_resume_wait_s": 20}), register_vector=False)
+        waited = time.monotonic() - start
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        conn.close()
+        releaser.join()
+    finally:
+        for c in held:
+            c.close()
+    assert 0.9 <= waited < 15
+    assert [r for r in caplog.records if "not ready" in r.getMessage()]
+
+
+def test_a_refusal_that_waiting_cannot_fix_still_fails_at_once(database_url: str) -> None:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from dbembed.store.wait_for_server import is_transient, refusal_sqlstate
+
+    unknown = make_conninfo(**{**conninfo_to_dict(database_url), "dbname": "no_such_database"})
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(unknown)
+    assert refusal_sqlstate(unknown) == "3D000"
+    assert not is_transient(refused.value, unknown)
+    assert refusal_sqlstate(database_url) == ""  # it lets us in: whatever refused us has passed

@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import re
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -75,8 +77,9 @@ def server_answer(info: str) -> Ping:
 
 
 @functools.cache
-def _ctypes_ping() -> Callable[[bytes], int] | None:
-    """``PQping`` of the libpq psycopg uses: the one bundled with psycopg-binary, else the system's."""
+def _libpq() -> Any:
+    """The libpq psycopg uses (the one bundled with psycopg-binary, else the system's) through
+    ctypes, with the signatures used here; None when there is none."""
     import ctypes
     import ctypes.util
     import importlib.util
@@ -89,29 +92,97 @@ def _ctypes_ping() -> Callable[[bytes], int] | None:
         if not path:
             continue
         try:
-            fn = ctypes.CDLL(path).PQping
+            lib = ctypes.CDLL(path)
+            signatures = {
+                "PQping": ([ctypes.c_char_p], ctypes.c_int),
+                "PQconnectStart": ([ctypes.c_char_p], ctypes.c_void_p),
+                "PQsetErrorVerbosity": ([ctypes.c_void_p, ctypes.c_int], ctypes.c_int),
+                "PQstatus": ([ctypes.c_void_p], ctypes.c_int),
+                "PQconnectPoll": ([ctypes.c_void_p], ctypes.c_int),
+                "PQsocket": ([ctypes.c_void_p], ctypes.c_int),
+                "PQerrorMessage": ([ctypes.c_void_p], ctypes.c_char_p),
+                "PQfinish": ([ctypes.c_void_p], None),
+            }
+            for name, (args, result) in signatures.items():
+                fn = getattr(lib, name)
+                fn.argtypes, fn.restype = args, result
         except (OSError, AttributeError):
             continue
-        fn.argtypes, fn.restype = [ctypes.c_char_p], ctypes.c_int
-        return fn  # type: ignore[no-any-return]
+        return lib
     return None
 
 
+def _ctypes_ping() -> Callable[[bytes], int] | None:
+    lib = _libpq()
+    return None if lib is None else lib.PQping  # type: ignore[no-any-return]
+
+
+# libpq's constants (libpq-fe.h): PQERRORS_VERBOSE, CONNECTION_BAD, PostgresPollingStatusType.
+_ERRORS_VERBOSE, _CONNECTION_BAD = 2, 1
+_POLL_FAILED, _POLL_READING, _POLL_WRITING, _POLL_OK = 0, 1, 2, 3
+# A verbose libpq error reads "<severity>:  <SQLSTATE>: <message>"; the severity may be translated,
+# the SQLSTATE never is.
+_VERBOSE_SQLSTATE = re.compile(rb":  ([0-9A-Z]{5}): ")
+
+
+def refusal_sqlstate(info: str, timeout_s: float = 10.0) -> str | None:
+    """The SQLSTATE the server refuses a connection to ``info`` with (one diagnostic attempt, made
+    only after a failed ``psycopg.connect``, which keeps it to itself): ``"53300"``, ``"57P03"``...;
+    ``""`` when this attempt got in (the refusal has passed); None when no answer carried one
+    (nothing listening, a timeout, a client-side failure, no libpq to ask).
+
+    libpq's verbose error format puts the server's SQLSTATE into the message, language-independent."""
+    lib = _libpq()
+    if lib is None:
+        return None
+    conn = lib.PQconnectStart(info.encode())
+    if not conn:
+        return None
+    try:
+        lib.PQsetErrorVerbosity(conn, _ERRORS_VERBOSE)
+        status = _POLL_FAILED if lib.PQstatus(conn) == _CONNECTION_BAD else _POLL_WRITING
+        deadline = time.monotonic() + timeout_s
+        while status in (_POLL_READING, _POLL_WRITING):
+            remaining, fd = deadline - time.monotonic(), lib.PQsocket(conn)
+            if remaining <= 0 or fd < 0:
+                return None
+            wanted = ([fd], []) if status == _POLL_READING else ([], [fd])
+            ready = select.select(*wanted, [], remaining)
+            if not (ready[0] or ready[1]):
+                return None
+            status = lib.PQconnectPoll(conn)
+        if status == _POLL_OK:
+            return ""
+        found = _VERBOSE_SQLSTATE.findall(lib.PQerrorMessage(conn) or b"")
+        return found[-1].decode() if found else None
+    finally:
+        lib.PQfinish(conn)
+
+
+def _transient_sqlstate(state: str) -> bool:
+    return state[:2] in TRANSIENT_SQLSTATE_CLASSES or state in TRANSIENT_SQLSTATES
+
+
 def is_transient(
-    exc: BaseException, info: str | None = None, *, ping: Callable[[str], Ping] = server_answer
+    exc: BaseException,
+    info: str | None = None,
+    *,
+    ping: Callable[[str], Ping] = server_answer,
+    probe: Callable[[str], str | None] = refusal_sqlstate,
 ) -> bool:
     """True when waiting may help: the server is starting, resuming or unreachable for now.
 
     Classified by SQLSTATE, never by message text (servers answer in their own language):
     an error that carries one (psycopg's errors on an open connection, the Data API's) is
-    transient when its class is 08 or it is one of ``TRANSIENT_SQLSTATES``.  A failed
-    ``psycopg.connect`` carries none (libpq keeps the server's SQLSTATE to itself), so libpq is
-    asked how the server answers (``server_answer``, one more connection attempt, made only after
-    a failure); without ``info`` any connection failure counts as transient.
+    transient when its class is 08 or it is one of ``TRANSIENT_SQLSTATES`` (too many clients
+    53300, starting up 57P03, shutdowns).  A failed ``psycopg.connect`` carries none (libpq keeps
+    the server's SQLSTATE to itself), so one diagnostic attempt asks for it
+    (``refusal_sqlstate``); when no answer carried one, libpq's ``server_answer`` decides whether
+    the server answered at all.  Without ``info`` any connection failure counts as transient.
     """
     state = getattr(exc, "sqlstate", None)
     if state:
-        return state[:2] in TRANSIENT_SQLSTATE_CLASSES or state in TRANSIENT_SQLSTATES
+        return _transient_sqlstate(state)
     if isinstance(exc, pg_errors.ConnectionTimeout):
         return True
     if not isinstance(exc, psycopg.OperationalError):
@@ -120,6 +191,9 @@ def is_transient(
         return True
     if unresolvable_host(info):
         return False
+    state = probe(info)
+    if state is not None:  # the server answered: its SQLSTATE decides ("" = it lets us in now)
+        return state == "" or _transient_sqlstate(state)
     answer = ping(info)
     if answer is Ping.NO_RESPONSE:
         return not any(p in str(exc).lower() for p in CLIENT_CONFIG_ERRORS)
