@@ -55,15 +55,41 @@ def test_backend_and_precision_come_from_flags_env_and_toml(
     assert load_settings(toml, backend="torch").backend == "torch"
     with pytest.raises(ConfigError, match="backend"):
         load_settings(toml, backend="tensorrt")
-    with pytest.raises(ConfigError, match="precision"):
+    with pytest.raises(ConfigError, match=r"precision must be one of .*\(got 'fp8'\)"):
         load_settings(toml, precision="fp8")
+
+
+def test_backend_and_precision_values_are_case_insensitive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from dbembed.cli.main import app
+    from dbembed.config import load_settings
+
+    monkeypatch.delenv("DBEMBED_BACKEND", raising=False)
+    toml = tmp_path / "dbembed.toml"
+    toml.write_text('backend = "OpenVINO"\nprecision = " FP32 "\n')
+    assert (load_settings(toml).backend, load_settings(toml).precision) == ("openvino", "fp32")
+    monkeypatch.setenv("DBEMBED_PRECISION", "BF16")
+    assert load_settings(toml).precision == "bf16"
+    assert load_settings(toml, backend="TORCH").backend == "torch"
+    # `--precision INT8` gets the int8 answer (not offered, with the measured numbers), not "must be
+    # one of ..., int8"; the dry run says the same as the run.
+    make_tree(tmp_path / "tree", files=1, rows=2)
+    base = ["run", str(tmp_path / "tree"), "--database-url", database_url, "--settle", "0", "--no-sidecar"]
+    for extra in ([], ["--dry-run"]):
+        res = CliRunner().invoke(app, [*base, *extra, "--precision", "INT8", "--backend", "OpenVINO"])
+        assert res.exit_code == 2, (extra, res.stderr)
+        assert "int8 is not offered" in res.stderr and "must be one of" not in res.stderr
 
 
 def test_impossible_combinations_name_the_setting() -> None:
     with pytest.raises(ConfigError, match="fp16 needs --backend torch on a CUDA"):
         backends.check_choice("torch", "fp16", "cpu")
-    with pytest.raises(ConfigError, match="int8 is not offered"):
-        backends.check_choice("auto", "int8", "cpu")
+    for backend in ("auto", "openvino", "torch"):
+        with pytest.raises(ConfigError, match=r"int8 is not offered: .*recall@10.* 0\.944"):
+            backends.check_choice(backend, "int8", "cpu")
     with pytest.raises(ConfigError, match="CPU only"):
         backends.check_choice("openvino", "fp32", "cuda")
 

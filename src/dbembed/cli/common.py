@@ -48,7 +48,11 @@ BackendOpt = Annotated[
 ]
 PrecisionOpt = Annotated[
     str | None,
-    typer.Option("--precision", help="Local models: auto, fp32, bf16 or fp16 (CUDA); int8 is not offered yet (see docs/performance.md)."),
+    typer.Option(
+        "--precision",
+        help="Local models: auto, fp32, bf16 or fp16 (CUDA); case-insensitive. int8 is not offered: it"
+        " misses the search-quality bar (docs/performance.md).",
+    ),
 ]
 ModelOpt = Annotated[
     str | None,

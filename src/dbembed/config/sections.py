@@ -150,8 +150,8 @@ class EmbedSettings(_DataDir):
     device: str | None = None  # "cpu", "cuda", ... (default: auto)
     # Local models: inference runtime (docs/performance.md).  auto = fastest here whose vectors
     # keep cosine >= 0.999 to torch fp32 (measured once per machine and model, cached).
-    backend: str = "auto"  # auto | torch | openvino | onnx
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 | int8 (int8: own collection)
+    backend: str = "auto"  # auto | torch | openvino | onnx (any case)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (any case); int8 is refused (dbembed.embed.backends)
     concurrency: Annotated[int, Field(ge=1)] = 4  # in-flight requests for remote providers
     max_retries: Annotated[int, Field(ge=0)] = 8
     request_timeout_s: Annotated[float, Field(gt=0)] = 60.0
@@ -169,9 +169,10 @@ class EmbedSettings(_DataDir):
     @classmethod
     def _check_runtime(cls, v: str, info: ValidationInfo) -> str:
         allowed = BACKENDS if info.field_name == "backend" else PRECISIONS
-        if v not in allowed:
-            raise ValueError(f"{info.field_name} must be one of {', '.join(allowed)}")
-        return v
+        value = v.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"{info.field_name} must be one of {', '.join(allowed)} (got {v!r})")
+        return value
 
 
 class RunSettings(Section):

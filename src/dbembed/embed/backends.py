@@ -107,9 +107,10 @@ def check_choice(backend: str, precision: str, device: str) -> None:
         raise ConfigError("precision fp16 needs --backend torch on a CUDA device")
     if precision == "int8":
         raise ConfigError(
-            "precision int8 is not offered: measured recall@10 of int8 search against fp32 search is"
-            " 0.90 for OpenVINO/NNCF int8 (below the 0.95 bar); int8 weights only reached 0.96 in the"
-            " benchmark but is not built into dbembed yet (docs/performance.md)"
+            "precision int8 is not offered: it must keep recall@10 of int8 search against fp32 search"
+            " >= 0.95, and measured on 2,000 documents it does not (OpenVINO + NNCF: int8 weights and"
+            " activations 0.85, int8 weights only 0.944, best weight-only variant 0.948); use auto,"
+            " fp32 or bf16 (docs/performance.md)"
         )
     if backend in ("openvino", "onnx") and not on_cpu:
         raise ConfigError(f"backend {backend} runs on the CPU only (device is {device})")
