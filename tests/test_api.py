@@ -123,9 +123,9 @@ def test_turns_memory_and_delete_through_api(api_env: ApiEnv) -> None:
     ("method", "path", "kwargs", "status", "message"),
     [
         ("get", "/v1/chats", {"params": {"limit": 201}}, 400, "limit must be between 1 and 200"),
-        ("get", "/v1/chats", {"params": {"limit": 0}}, 422, "limit"),
+        ("get", "/v1/chats", {"params": {"limit": 0}}, 422, "query parameter limit: input should be greater than or equal to 1 (got '0')"),
         ("get", "/v1/memory/search", {"params": {"q": "x", "k": 101}}, 400, "k must be between 1 and 100"),
-        ("get", "/v1/memory/search", {"params": {"q": ""}}, 422, "q"),
+        ("get", "/v1/memory/search", {"params": {"q": ""}}, 422, "query parameter q:"),
         (
             "get",
             "/v1/memory/search",
@@ -136,13 +136,13 @@ def test_turns_memory_and_delete_through_api(api_env: ApiEnv) -> None:
         ("get", "/v1/memory/search", {"params": {"q": "x", "since": "yesterday"}}, 422, "since"),
         ("get", "/v1/chats/-1/turns", {}, 422, "chat_id"),
         ("get", "/v1/chats/99999999999999999999/turns", {}, 422, "chat_id"),
-        ("get", "/v1/chats/abc/turns", {}, 422, "chat_id"),
+        ("get", "/v1/chats/abc/turns", {}, 422, "path parameter chat_id:"),
         ("get", "/v1/chats/1/turns", {"params": {"cursor": "garbage"}}, 400, "invalid cursor"),
         ("get", "/v1/memory/0", {}, 422, "memory_id"),
-        ("post", "/v1/chats/1/turns", {"json": {"bot_response": "no input"}}, 422, "user_input"),
+        ("post", "/v1/chats/1/turns", {"json": {"bot_response": "no input"}}, 422, "JSON field user_input: field required"),
         ("post", "/v1/chats/1/turns", {"json": {"user_input": "a", "theme": "t" * 513}}, 400, "theme is too long"),
         ("post", "/v1/chats/1/turns", {"json": {"user_input": "x" * 100_001}}, 400, "too long"),
-        ("post", "/v1/chats/1/turns", {"json": {"user_input": "x", "turn_no": -3}}, 422, "turn_no"),
+        ("post", "/v1/chats/1/turns", {"json": {"user_input": "x", "turn_no": -3}}, 422, "JSON field turn_no:"),
         (
             "post",
             "/v1/chats/1/turns",

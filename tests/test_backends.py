@@ -55,7 +55,7 @@ def test_backend_and_precision_come_from_flags_env_and_toml(
     assert load_settings(toml, backend="torch").backend == "torch"
     with pytest.raises(ConfigError, match="backend"):
         load_settings(toml, backend="tensorrt")
-    with pytest.raises(ConfigError, match=r"precision must be one of .*\(got 'fp8'\)"):
+    with pytest.raises(ConfigError, match=r"argument precision: must be one of .*\(got 'fp8'\)"):
         load_settings(toml, precision="fp8")
 
 

@@ -400,7 +400,7 @@ def test_document_format_flag_env_and_toml(
     assert hit["text"] == f"ProductName: Ceramic teapot | Notes: {TEAPOT}"
 
     bad = invoke("run", str(cli_env / "data"), "--database-url", database_url, "--document-format", "labels")
-    assert bad.exit_code == 2 and "document_format must be one of table-columns, columns, values" in bad.stderr
+    assert bad.exit_code == 2 and "--document-format: must be one of table-columns, columns, values" in bad.stderr
 
 
 def test_no_sidecar_writes_no_metadata_file(cli_env: Path, database_url: str) -> None:

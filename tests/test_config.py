@@ -189,12 +189,12 @@ def test_document_format_from_file_env_and_flag(tmp_path: Path, monkeypatch: pyt
 
 def test_unknown_document_format_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = write(tmp_path / "c.toml", 'document_format = "labels"\n')
-    with pytest.raises(ConfigError, match="document_format must be one of table-columns, columns, values"):
+    with pytest.raises(ConfigError, match="c.toml: document_format: must be one of table-columns, columns, values"):
         load_settings(cfg)
     monkeypatch.setenv("DBEMBED_DOCUMENT_FORMAT", "Values ")
     assert load_settings().document_format == "values"  # case and stray spaces do not matter
     monkeypatch.setenv("DBEMBED_DOCUMENT_FORMAT", "table+columns")
-    with pytest.raises(ConfigError, match="document_format"):
+    with pytest.raises(ConfigError, match="DBEMBED_DOCUMENT_FORMAT: must be one of"):
         load_settings()
 
 
@@ -425,6 +425,72 @@ def test_out_of_range_numbers_are_refused_naming_the_key(name: str, value: float
     monkeypatch.setenv(f"DBEMBED_{name.upper()}", str(value))
     with pytest.raises(ConfigError) as env_error:
         load_settings()
-    for err in (flag_error, env_error):
+    for err, named in ((flag_error, f"argument {name}: "), (env_error, f"DBEMBED_{name.upper()}: ")):
         text = str(err.value)
-        assert name.split("_", 1)[-1] in text and "errors.pydantic.dev" not in text
+        assert named in text and "errors.pydantic.dev" not in text, text
+
+
+def test_bad_values_are_named_as_the_user_gave_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad value is named by its source: the flag, the env var, or the file and the key as written
+    (flat or sectioned), never by the internal section path; the value is echoed, cut to 80 chars."""
+    flags = {"workers": "--workers", "settle_s": "--settle"}
+    with pytest.raises(ConfigError) as info:
+        load_settings(flag_names=flags, workers=0)
+    assert str(info.value) == "invalid setting --workers: input should be greater than or equal to 1 (got 0)"
+    assert "run.workers" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"^invalid setting argument workers: .*\(got 0\)$"):
+        load_settings(workers=0)  # the Python API names the keyword argument
+    monkeypatch.setenv("DBEMBED_WORKERS", "0")
+    with pytest.raises(ConfigError, match=r"^invalid setting DBEMBED_WORKERS: .*\(got '0'\)$"):
+        load_settings()
+    assert load_settings(flag_names=flags, workers=2).workers == 2  # a good flag hides the bad env var
+    monkeypatch.delenv("DBEMBED_WORKERS")
+    sectioned = write(tmp_path / "dbembed.toml", '[run]\nworkers = 0\n[tables."My T"]\nskip = "maybe"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(sectioned)
+    text = str(info.value)
+    assert f"{sectioned}: [run] workers: input should be greater than or equal to 1 (got 0)" in text, text
+    assert f'{sectioned}: tables."My T".skip: input should be a valid boolean' in text, text
+    flat = write(tmp_path / "flat.toml", "workers = -2\nsettle_s = -1\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(flat, flag_names=flags, settle_s=-5.0)  # the flag, not the file, set settle_s
+    assert f"{flat}: workers: " in str(info.value) and "--settle: " in str(info.value), str(info.value)
+    assert f"{flat}: settle_s" not in str(info.value)
+    long = "x" * 500
+    with pytest.raises(ConfigError) as info:
+        load_settings(flag_names={"search_mode": "--mode"}, search_mode=long)
+    assert "--mode: must be 'hybrid', 'vector' or 'lexical' (got 'xxx" in str(info.value)
+    assert long not in str(info.value) and len(str(info.value)) < 160
+
+
+def test_unknown_keys_and_bad_env_json_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path / "dbembed.toml", "wrkers = 2\n")
+    with pytest.raises(ConfigError, match=r"dbembed.toml: unknown setting 'wrkers' \(did you mean 'workers'\?\)"):
+        load_settings(path)
+    monkeypatch.setenv("DBEMBED_INCLUDE", "*.db")  # lists are JSON in env vars
+    with pytest.raises(ConfigError, match="^invalid setting DBEMBED_INCLUDE: not valid JSON"):
+        load_settings()
+
+
+def test_cli_names_the_flag_env_var_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from dbembed.cli.main import app
+
+    def stderr(*args: str) -> str:
+        res = CliRunner().invoke(app, list(args))
+        assert res.exit_code == 2, res.output
+        return res.stderr
+
+    assert "error: invalid setting --workers: input should be greater than or equal to 1 (got 0)" in stderr(
+        "run", str(tmp_path), "--workers", "0"
+    )
+    assert "--settle: " in stderr("run", str(tmp_path), "--settle", "-1")
+    assert "--views" not in stderr("run", str(tmp_path), "--settle", "-1")
+    monkeypatch.setenv("DBEMBED_HNSW_M", "1")
+    assert "invalid setting DBEMBED_HNSW_M: " in stderr("status")
+    monkeypatch.delenv("DBEMBED_HNSW_M")
+    cfg = write(tmp_path / "my.toml", '[store]\nvector_type = "float8"\n')
+    assert f"invalid setting {cfg}: [store] vector_type: must be 'halfvec' or 'vector' (got 'float8')" in stderr(
+        "files", "--config", str(cfg)
+    )

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dbembed.config import echo
 from dbembed.errors import DatabaseUnavailable, DbembedError
 
 if TYPE_CHECKING:
@@ -99,14 +100,24 @@ class RequestId:
             await send({"type": "http.response.body", "body": body})
 
 
+_WHERE = {"body": "JSON field", "query": "query parameter", "path": "path parameter", "header": "header"}
+
+
 def _validation_message(exc: RequestValidationError) -> str:
+    """Each fault as ``JSON field turn_no: message (got VALUE)`` (or query/path parameter, header);
+    values are cut to 80 characters."""
     parts = []
     for err in exc.errors()[:5]:
         if err.get("type") == "json_invalid":
             parts.append(f"request body is not valid JSON ({(err.get('ctx') or {}).get('error', 'invalid')})")
             continue
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
-        parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+        loc = [str(p) for p in err.get("loc", ())]
+        kind = _WHERE.get(loc[0], "") if loc else ""
+        name = ".".join(loc[1:] if kind else loc)
+        where = f"{kind} {name}".strip() if name else ("request body" if kind == "JSON field" else "request")
+        # Header values are not repeated back: they may be credentials.
+        got = "" if err.get("type") == "missing" or kind == "header" else f" (got {echo(err.get('input'))})"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}{got}")
     return "; ".join(parts)
 
 

@@ -14,10 +14,10 @@ from dbembed.cli.common import (
     DataDirOpt,
     JsonOpt,
     ModelOpt,
+    cli_settings,
     emit_json,
     handle_errors,
 )
-from dbembed.config import load_settings
 from dbembed.service import Dbembed
 
 chat_app = typer.Typer(help="Chat history and per-user semantic memory.", no_args_is_help=True)
@@ -29,7 +29,7 @@ CursorOpt = Annotated[str | None, typer.Option("--cursor", help="next_cursor of 
 
 def _service(config: Any, database_url: Any, data_dir: Any, model: Any = None, collection: Any = None) -> Dbembed:
     return Dbembed(
-        load_settings(config, database_url=database_url, data_dir=data_dir, model=model, collection=collection)
+        cli_settings(config, database_url=database_url, data_dir=data_dir, model=model, collection=collection)
     )
 
 

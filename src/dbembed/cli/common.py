@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 import click
 import typer
 
+from dbembed.config import Settings, load_settings
 from dbembed.errors import (
     EXIT_FATAL,
     EXIT_INTERRUPTED,
@@ -62,6 +63,16 @@ CollectionOpt = Annotated[
     str | None, typer.Option("--collection", help="Collection name (default: from model).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+# Settings whose flag is not ``--`` + the setting's name with dashes.
+FLAG_SPELLING = {"settle_s": "--settle", "include_views": "--views", "embed_cache": "--no-cache"}
+
+
+def cli_settings(config: Path | None, **overrides: Any) -> Settings:
+    """``load_settings`` for a command: overrides are flags, and a bad value is named by its flag."""
+    names = {name: FLAG_SPELLING.get(name, "--" + name.replace("_", "-")) for name in overrides}
+    return load_settings(config, flag_names=names, **overrides)
 
 
 def emit_json(data: Any) -> None:

@@ -12,10 +12,10 @@ from dbembed.cli.common import (
     DatabaseUrlOpt,
     DataDirOpt,
     JsonOpt,
+    cli_settings,
     emit_json,
     handle_errors,
 )
-from dbembed.config import load_settings
 from dbembed.service import Dbembed
 
 HEADER = f"{'STATUS':<8} {'ROWS':>9} {'CHUNKS':>9} {'REJECTED':>9} {'LAST CHANGE':<19} {'LAST INDEXED':<19} {'TOOK':>8}  PATH"
@@ -93,7 +93,7 @@ def files_cmd(
 ) -> None:
     """Every file dbembed knows: status, rows, chunks, rejected rows/chunks, last change seen,
     last indexed, duration and error (`dbembed status` is the overview)."""
-    s = load_settings(config, database_url=database_url, data_dir=data_dir, collection=collection)
+    s = cli_settings(config, database_url=database_url, data_dir=data_dir, collection=collection)
     service = Dbembed(s)
     args: dict[str, Any] = {
         "status": status, "glob": glob, "since": since, "sort": sort, "descending": desc, "limit": limit,

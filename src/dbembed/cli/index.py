@@ -18,19 +18,13 @@ from dbembed.cli.common import (
     JsonOpt,
     ModelOpt,
     PrecisionOpt,
+    cli_settings,
     emit_json,
     handle_errors,
 )
 from dbembed.cli.logging_setup import install as install_logging
 from dbembed.cli.progress import RunProgress
 from dbembed.service import Dbembed
-
-
-def _settings(config: Path | None, **flags: Any) -> Any:
-    from dbembed.config import load_settings
-
-    return load_settings(config, **flags)
-
 
 # Options of `dbembed run` only (the shared ones live in dbembed.cli.common).
 DimensionsOpt = Annotated[int | None, typer.Option(help="Output dimensions for models that can shorten.")]
@@ -117,7 +111,7 @@ def run_cmd(
     backend: BackendOpt = None, precision: PrecisionOpt = None, json_out: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Find, read, embed and store every SQLite file under ROOTS (incremental, resumable)."""
-    s = _settings(config, **settings_overrides(RUN_FLAGS, locals()))
+    s = cli_settings(config, **settings_overrides(RUN_FLAGS, locals()))
     install_logging(s)
     service = Dbembed(s)
     if dry_run:
@@ -215,7 +209,7 @@ def search_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Search the indexed rows by meaning and exact words: score, file, table, row and text."""
-    s = _settings(
+    s = cli_settings(
         config, database_url=database_url, data_dir=data_dir, model=model, collection=collection, backend=backend,
         precision=precision,
     )  # fmt: skip
@@ -239,7 +233,7 @@ def status_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """What is indexed, what failed and why, pending/leased work, recent runs."""
-    s = _settings(config, database_url=database_url, data_dir=data_dir, collection=collection)
+    s = cli_settings(config, database_url=database_url, data_dir=data_dir, collection=collection)
     report = Dbembed(s).status(runs=runs)
     if json_out:
         emit_json(report.as_dict())
@@ -312,7 +306,7 @@ def retry_failed_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Queue failed files again; the next `dbembed run` indexes them."""
-    s = _settings(config, database_url=database_url, data_dir=data_dir, collection=collection)
+    s = cli_settings(config, database_url=database_url, data_dir=data_dir, collection=collection)
     n = Dbembed(s).retry_failed(paths or None)
     if json_out:
         emit_json({"requeued": n})

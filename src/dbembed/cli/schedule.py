@@ -13,9 +13,16 @@ from typing import Annotated, Any
 
 import typer
 
-from dbembed.cli.common import CollectionOpt, ConfigOpt, DatabaseUrlOpt, DataDirOpt, ModelOpt, handle_errors
+from dbembed.cli.common import (
+    CollectionOpt,
+    ConfigOpt,
+    DatabaseUrlOpt,
+    DataDirOpt,
+    ModelOpt,
+    cli_settings,
+    handle_errors,
+)
 from dbembed.cli.logging_setup import install as install_logging
-from dbembed.config import load_settings
 from dbembed.errors import Interrupted, UsageError
 from dbembed.service import Dbembed
 
@@ -76,7 +83,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give --cron 'EXPR' (e.g. '0 2 * * *'), or --once for a single run")
         if cron:
             Dbembed.check_cron(cron)
-        settings = load_settings(
+        settings = cli_settings(
             config,
             database_url=database_url,
             data_dir=data_dir,

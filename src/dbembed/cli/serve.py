@@ -17,10 +17,10 @@ from dbembed.cli.common import (
     DataDirOpt,
     JsonOpt,
     ModelOpt,
+    cli_settings,
     emit_json,
     handle_errors,
 )
-from dbembed.config import load_settings
 from dbembed.service import Dbembed
 
 keys_app = typer.Typer(
@@ -29,7 +29,7 @@ keys_app = typer.Typer(
 
 
 def _service(config: Path | None, database_url: str | None, data_dir: Path | None) -> Dbembed:
-    return Dbembed(load_settings(config, database_url=database_url, data_dir=data_dir))
+    return Dbembed(cli_settings(config, database_url=database_url, data_dir=data_dir))
 
 
 def serve(
@@ -46,7 +46,7 @@ def serve(
 
         from dbembed.api.app import create_app
 
-        settings = load_settings(
+        settings = cli_settings(
             config, database_url=database_url, data_dir=data_dir, model=model, host=host, port=port
         )
         service = Dbembed(settings, pooled=True)

@@ -18,9 +18,12 @@ creates no directory and starts no server.
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -30,6 +33,7 @@ from pydantic_settings import (
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from dbembed.config.sections import (
@@ -95,8 +99,15 @@ def _section_values(section: str, value: Any) -> dict[str, Any]:
         raise ConfigError(f"setting {section!r} must be a table of {section} settings, not {value!r}")
     unknown = [k for k in value if k not in SECTIONS[section].model_fields]
     if unknown:
-        raise ConfigError(f"unknown setting {section + '.' + str(unknown[0])!r}")
+        raise ConfigError(f"unknown setting {section + '.' + str(unknown[0])!r}{_hint(str(unknown[0]), section)}")
     return dict(value)
+
+
+def _hint(key: str, section: str | None = None) -> str:
+    """`` (did you mean 'workers'?)`` for a near miss of a known key, else ``""``."""
+    known = list(SECTIONS[section].model_fields) if section else [*FLAT, *SECTIONS]
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def nest(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -112,7 +123,7 @@ def nest(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             for section, field in FLAT[key]:
                 out.setdefault(section, {})[field] = value
         else:
-            raise ConfigError(f"unknown setting {key!r}")
+            raise ConfigError(f"unknown setting {key!r}{_hint(str(key))}")
     return out
 
 
@@ -139,8 +150,16 @@ _FlatEnv: type[BaseSettings] = create_model(  # type: ignore[call-overload]
 
 
 def env_values() -> dict[str, Any]:
-    """The ``DBEMBED_<NAME>`` variables that are set, by flat name, not yet validated."""
-    return {k: v for k, v in EnvSettingsSource(_FlatEnv)().items() if k in FLAT}
+    """The ``DBEMBED_<NAME>`` variables that are set, by flat name, not yet validated.
+
+    Raises ConfigError naming the variable when a list or table value is not valid JSON.
+    """
+    try:
+        return {k: v for k, v in EnvSettingsSource(_FlatEnv)().items() if k in FLAT}
+    except SettingsError as exc:
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = f"DBEMBED_{found.group(1).upper()}" if found else "a DBEMBED_* variable"
+        raise ConfigError(f"invalid setting {name}: not valid JSON (lists and tables are JSON)") from exc
 
 
 class _Layered(PydanticBaseSettingsSource):
@@ -254,39 +273,87 @@ def _config_path(config_file: Path | str | None) -> Path | None:
     return Path("dbembed.toml") if Path("dbembed.toml").is_file() else None
 
 
-def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+def load_settings(
+    config_file: Path | str | None = None, *, flag_names: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
     """Build settings: overrides (flags) > DBEMBED_* env > TOML file > defaults.
 
     Overrides and file keys are flat names or sections (``embed={"batch_size": 8}``).
     ``None`` overrides are ignored so that an unset CLI flag never hides an env var.
-    Raises ConfigError naming the file and the key for a missing file, bad TOML, an unknown
-    key or an invalid value.
+    ``flag_names`` maps an override's name to how the user spelled it (``{"workers": "--workers"}``);
+    without it an override is named as the keyword argument it is.
+    Raises ConfigError for a missing file, bad TOML, an unknown key or an invalid value, naming the
+    value's source as the user gave it: the flag, the ``DBEMBED_*`` variable, or the file and its key.
     """
     path = _config_path(config_file)
-    where = f" (config file {path})" if path else ""
     flags = {k: v for k, v in overrides.items() if v is not None}
+    raw = _read_toml(path) if path is not None else {}
     try:
-        file_values = nest(_read_toml(path)) if path is not None else {}
+        file_values = nest(raw)
     except ConfigError as exc:
-        if path is None or str(path) in str(exc):
-            raise
-        raise ConfigError(f"{exc} in {path}") from exc
+        raise ConfigError(f"{path}: {exc}") from exc
+    env = env_values()
+    origins = _origins(
+        ((raw, lambda key: f"{path}: {key}"), (env, lambda key: f"DBEMBED_{key.upper()}"),
+         (flags, lambda key: (flag_names or {}).get(key) or f"argument {key}")),
+    )  # fmt: skip
     try:
-        merged: dict[str, Any] = _merge(file_values, nest(env_values()), nest(flags))
+        merged: dict[str, Any] = _merge(file_values, nest(env), nest(flags))
         return Settings(**merged)
     except ConfigError:
         raise
     except Exception as exc:  # pydantic ValidationError and friends
-        raise ConfigError(f"invalid settings{where}: {_describe(exc)}") from exc
+        raise ConfigError(_describe(exc, origins)) from exc
 
 
-def _describe(exc: Exception) -> str:
-    """A validation error as ``key: message`` lines (pydantic's own text without its help links)."""
+Layer = tuple[Mapping[str, Any], Callable[[str], str]]
+
+
+def _origins(layers: tuple[Layer, ...]) -> dict[tuple[str, str], str]:
+    """``(section, field)`` -> where its value came from, as the user wrote it; a later layer wins.
+
+    A flat key is named as such (``--workers``, ``DBEMBED_WORKERS``, ``dbembed.toml: workers``);
+    a sectioned one with its section (``dbembed.toml: [run] workers``).
+    """
+    out: dict[tuple[str, str], str] = {}
+    for values, name in layers:
+        for key, value in values.items():
+            if key in SECTIONS and isinstance(value, Mapping):
+                for field in value:
+                    out[(key, str(field))] = name(f"[{key}] {field}")
+            for section, field in FLAT.get(key, ()):
+                out[(section, field)] = name(key)
+    return out
+
+
+def _key_part(part: str) -> str:
+    return f".{part}" if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f".{json.dumps(part)}"
+
+
+MAX_ECHO = 80  # characters of a bad value repeated back in an error message
+
+
+def echo(value: Any) -> str:
+    """``repr(value)``, cut to :data:`MAX_ECHO` characters (``...`` marks the cut)."""
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 3] + "..."
+
+
+def _describe(exc: Exception, origins: Mapping[tuple[str, str], str] | None = None) -> str:
+    """A validation error as ``invalid setting NAME: message (got VALUE)``, one clause per fault.
+
+    NAME is the value's source from ``origins`` (flag, env var or file key), else its dotted key.
+    """
     errors = getattr(exc, "errors", None)
     if not callable(errors):
-        return str(exc)
+        return f"invalid settings: {exc}"
     lines = []
     for err in errors(include_url=False):
-        key = ".".join(str(part) for part in err.get("loc", ())) or "settings"
-        lines.append(f"{key}: {err.get('msg', 'invalid')} (got {err.get('input')!r})")
-    return "; ".join(lines) if lines else str(exc)
+        loc = tuple(str(part) for part in err.get("loc", ()))
+        name = (origins or {}).get((loc[0], loc[1])) if len(loc) >= 2 else None
+        key = name + "".join(map(_key_part, loc[2:])) if name else ".".join(loc) or "settings"
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"{key}: {msg[:1].lower() + msg[1:]} (got {echo(err.get('input'))})")
+    if not lines:
+        return f"invalid settings: {exc}"
+    return ("invalid setting " if len(lines) == 1 else "invalid settings: ") + "; ".join(lines)

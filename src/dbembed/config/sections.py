@@ -24,10 +24,11 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DOCUMENT_FORMATS = ("table-columns", "columns", "values")
 
 
-def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
+def _one_of(value: str, allowed: tuple[str, ...]) -> str:
+    # The message names no setting: the caller names it as the user gave it (flag, env var, file key).
     if value not in allowed:
         quoted = [f"'{a}'" for a in allowed]
-        raise ValueError(f"{name} must be {', '.join(quoted[:-1])} or {quoted[-1]}")
+        raise ValueError(f"must be {', '.join(quoted[:-1])} or {quoted[-1]}")
     return value
 
 
@@ -89,12 +90,12 @@ class StoreSettings(_DataDir):
     @field_validator("search_mode")
     @classmethod
     def _check_search_mode(cls, v: str) -> str:
-        return _one_of("search_mode", v, ("hybrid", "vector", "lexical"))
+        return _one_of(v, ("hybrid", "vector", "lexical"))
 
     @field_validator("vector_type")
     @classmethod
     def _check_vector_type(cls, v: str) -> str:
-        return _one_of("vector_type", v, ("halfvec", "vector"))
+        return _one_of(v, ("halfvec", "vector"))
 
     def resume_wait_s(self, conninfo: str = "") -> float:
         """Seconds to keep retrying a refused or starting server (Aurora auto-pause resume)."""
@@ -137,7 +138,7 @@ class TextSettings(Section):
     def _check_document_format(cls, v: str) -> str:
         v = v.strip().lower()
         if v not in DOCUMENT_FORMATS:
-            raise ValueError(f"document_format must be one of {', '.join(DOCUMENT_FORMATS)}")
+            raise ValueError(f"must be one of {', '.join(DOCUMENT_FORMATS)}")
         return v
 
 
@@ -171,7 +172,7 @@ class EmbedSettings(_DataDir):
         allowed = BACKENDS if info.field_name == "backend" else PRECISIONS
         value = v.strip().lower()
         if value not in allowed:
-            raise ValueError(f"{info.field_name} must be one of {', '.join(allowed)} (got {v!r})")
+            raise ValueError(f"must be one of {', '.join(allowed)}")
         return value
 
 
@@ -197,7 +198,7 @@ class RunSettings(Section):
     @field_validator("log_format")
     @classmethod
     def _check_log_format(cls, v: str) -> str:
-        return _one_of("log_format", v, ("text", "json"))
+        return _one_of(v, ("text", "json"))
 
 
 class ApiSettings(Section):
