@@ -4,6 +4,7 @@ a write fault in a group never leaves a file half written)."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -112,16 +113,27 @@ def test_many_one_row_files_group_commit_and_counts_add_up(
     assert (s.files_ok, s.rows, s.chunks, s.texts_embedded) == (150, 150, 150, 3)
     assert s.texts_reused == 147
     with psycopg.connect(settings.database_url) as conn:
+        # A commit is a transaction id (xmin of the rows it wrote), not a time: each file records its
+        # own finish time and duration.
         commits = conn.execute(
             "SELECT count(*), min((meta ->> 'group')::int), max((meta ->> 'group')::int), min(chunks),"
-            " max(chunks) FROM dbembed.sources WHERE status = 'indexed' GROUP BY processed_at"
+            " max(chunks), min(processed_at), max(processed_at), sum(duration_s), count(DISTINCT duration_s)"
+            " FROM dbembed.sources WHERE status = 'indexed' GROUP BY xmin::text ORDER BY min(processed_at)"
         ).fetchall()
-    # Group transactions (one processed_at each) of up to 64 files; each file knows its group and chunk.
+    # Group transactions of up to 64 files; each file knows its group and chunk.
     assert sum(c[0] for c in commits) == 150 and len(commits) <= 10
     # (A claim of one file, near the end, is a transaction of its own: no group.)
     groups = [(n, lo, hi) for n, lo, hi, *_ in commits]
     assert all(n == lo == hi <= 64 or (n, lo) == (1, None) for n, lo, hi in groups), groups
-    assert {(lo_c, hi_c) for *_, lo_c, hi_c in commits} == {(1, 1)}
+    assert {(c[3], c[4]) for c in commits} == {(1, 1)}
+    # Commits run one after another: a group's files are recorded after its work, so the time between
+    # two commits holds the later group's whole work, which its files' durations add up to (not each
+    # file claiming the group's time); a group's files do not all share one duration.
+    for before, after in itertools.pairwise(commits):
+        if after[1] is None:  # a one-file commit: its file may have been read ahead, during the one before
+            continue
+        assert (after[5] - before[6]).total_seconds() >= after[7] * 0.999, (before, after)
+    assert all(c[8] > 1 for c in commits if c[0] > 1), commits  # own times, not one shared figure
     again = dbembed.index([root], settings)
     assert (again.files_ok, again.files_skipped, again.texts_embedded) == (0, 150, 0)
 

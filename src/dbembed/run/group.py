@@ -46,6 +46,8 @@ class _Member:
     claim: source_store.Claim
     result: FileResult
     started: float
+    own_s: float = 0.0  # wall seconds spent on this file alone (stat, read, chunk)
+    duration_s: float = 0.0  # own_s + its share of the group's shared work, set before commit
     existing: dict[tuple[str, str], bytes] = field(default_factory=dict)
     batches: list[Batch] = field(default_factory=list)
     done: ReadDone | None = None
@@ -94,7 +96,7 @@ def process_group(ix: FileIndexer, claims: list[source_store.Claim]) -> list[Fil
         crash_point("after_claim")
         try:
             if ix._stat(c, res):
-                members.append(_Member(c, res, started))
+                members.append(_Member(c, res, started, own_s=time.perf_counter() - started))
         except Exception:  # noqa: BLE001 - the one-file path records what is wrong with it
             alone.append(c)
     if members:
@@ -143,15 +145,17 @@ def _write_group(ix: FileIndexer, members: list[_Member], alone: list[source_sto
         for _ in members:
             crash_point("before_commit")
     _share_counts(members, stats)
-    for m in members:
+    for m, w in zip(members, _weights(members), strict=True):
         crash_point("after_commit")
-        _finish(m, stats, t_load, len(members))
+        _finish(m, stats, t_load, w)
 
 
 def _read(ix: FileIndexer, m: _Member) -> bool:
     """Read, diff and chunk one member on this thread; False when it must go the one-file path."""
     q: queue.Queue[Any] = queue.Queue()
+    t0 = time.perf_counter()
     ix.reader.read(Path(real_path(m.claim.path)), m.existing, q, threading.Event())
+    m.own_s += time.perf_counter() - t0
     while True:
         item = q.get_nowait()
         if isinstance(item, BaseException):
@@ -221,6 +225,7 @@ def _mark_group_indexed(
 
     known = [m.claim.id for m in members if not (m.claim.size is None and not m.existing)]
     counted = chunk_store.count_chunks_of(ix.conn, ix.coll, known)
+    _apportion(members)
     indexed = []
     for m in members:
         done, res = m.done, m.result
@@ -232,9 +237,27 @@ def _mark_group_indexed(
         file_stats.rejections = list(dict.fromkeys(r.reason for r in chunk_rej[m.claim.id]))[:3]
         res.error = rejection_note(file_stats, res)
         indexed.append(
-            ix.indexed_file(m.claim, res, started=m.started, hash_path=m.claim.path, group=len(members))
+            ix.indexed_file(
+                m.claim, res, started=m.started, duration_s=m.duration_s, hash_path=m.claim.path, group=len(members)
+            )
         )
     source_store.mark_indexed(ix.conn, ix.owner, indexed)
+
+
+def _weights(members: list[_Member]) -> list[float]:
+    """Each member's share of the group's shared work: one part per file plus one per chunk it wrote."""
+    parts = [1 + len(m.records) for m in members]
+    return [p / sum(parts) for p in parts]
+
+
+def _apportion(members: list[_Member]) -> None:
+    """Each member's duration: its own measured time plus its share of the group's shared time (the
+    transaction's lookups, embedding, COPY, statuses), so that the group's durations add up to its
+    wall time instead of each file claiming all of it."""
+    wall = time.perf_counter() - min(m.started for m in members)
+    shared = max(0.0, wall - sum(m.own_s for m in members))
+    for m, w in zip(members, _weights(members), strict=True):
+        m.duration_s = m.own_s + shared * w
 
 
 def _share_counts(members: list[_Member], stats: EmbedStats) -> None:
@@ -249,16 +272,17 @@ def _share_counts(members: list[_Member], stats: EmbedStats) -> None:
         embedded -= m.result.texts_embedded
 
 
-def _finish(m: _Member, stats: EmbedStats, t_load: float, n: int) -> None:
-    """The member's result once the group committed; the group's shared stage times split evenly."""
+def _finish(m: _Member, stats: EmbedStats, t_load: float, share: float) -> None:
+    """The member's result once the group committed: the duration recorded for it, and the group's
+    shared stage times by its ``share`` (see ``_weights``)."""
     assert m.done is not None
     res = m.result
     res.status = "indexed"
-    res.duration_s = time.perf_counter() - m.started
+    res.duration_s = m.duration_s
     res.stage_s = {
         "read": m.done.read_s,
         "chunk": m.done.chunk_s,
-        "lookup": stats.lookup_s / n,
-        "embed": stats.embed_s / n,
-        "load": t_load / n,
+        "lookup": stats.lookup_s * share,
+        "embed": stats.embed_s * share,
+        "load": t_load * share,
     }

@@ -284,10 +284,12 @@ class FileIndexer:
         *,
         started: float,
         hash_path: Path | str,
+        duration_s: float | None = None,
         **meta: Any,
     ) -> source_store.IndexedFile:
         """The record that marks a claimed file indexed: its counts, the content hash of ``hash_path``
-        under ``--verify`` (local files), and in ``meta`` who indexed it with which read fingerprint."""
+        under ``--verify`` (local files), and in ``meta`` who indexed it with which read fingerprint.
+        ``duration_s``: the file's own seconds (default: since ``started``)."""
         content = None
         if self.settings.sources.verify and not claim.path.startswith("s3://"):
             from dbembed.discover import file_hash
@@ -301,7 +303,7 @@ class FileIndexer:
             rows=result.rows,
             chunks=result.chunks,
             model=self.coll.model,
-            duration_s=time.perf_counter() - started,
+            duration_s=time.perf_counter() - started if duration_s is None else duration_s,
             run_id=self.run_id,
             error=result.error,
             content_hash=content,

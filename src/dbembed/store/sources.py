@@ -263,14 +263,16 @@ class IndexedFile:
 
 def mark_indexed(conn: psycopg.Connection, owner: str, files: Sequence[IndexedFile]) -> None:
     """Record files as indexed in one statement (inside their transaction, which must hold the lease:
-    raises ``LeaseLost`` when a row's lease moved on, and the caller rolls back)."""
+    raises ``LeaseLost`` when a row's lease moved on, and the caller rolls back).  ``processed_at`` is
+    the moment of this statement (``clock_timestamp()``), after the files' work, not the transaction's
+    start; rows committed together share their transaction id (``xmin``), not their time."""
     if not files:
         return
     cur = conn.execute(
         """UPDATE dbembed.sources s SET status = 'indexed', error = f.error, size = f.size, mtime = f.mtime,
                seen_size = f.size, seen_mtime = f.mtime,
                content_hash = coalesce(f.content_hash, s.content_hash), tables = f.tables, rows = f.rows,
-               chunks = f.chunks, model = f.model, processed_at = now(), duration_s = f.duration_s,
+               chunks = f.chunks, model = f.model, processed_at = clock_timestamp(), duration_s = f.duration_s,
                run_id = %(run_id)s, lease_owner = NULL, lease_expires = NULL,
                meta = (s.meta - 'retryable') || f.meta
            FROM unnest(%(ids)s::bigint[], %(errors)s::text[], %(sizes)s::bigint[], %(mtimes)s::float8[],
@@ -313,7 +315,7 @@ def mark_failed(
     """Record a failure; the file's previously indexed chunks are left as they were."""
     cur = conn.execute(
         """UPDATE dbembed.sources SET status = 'failed', error = %s, seen_size = %s, seen_mtime = %s,
-               processed_at = now(), duration_s = %s, run_id = %s, lease_owner = NULL, lease_expires = NULL,
+               processed_at = clock_timestamp(), duration_s = %s, run_id = %s, lease_owner = NULL, lease_expires = NULL,
                meta = meta || jsonb_build_object('retryable', %s::boolean)
            WHERE id = %s AND lease_owner = %s""",
         (error[:2000], seen_size, seen_mtime, duration_s, run_id, retryable, source_id, owner),
