@@ -117,3 +117,33 @@ def test_estimate_never_creates_files_next_to_a_wal_source(tmp_path: Path) -> No
     before = sorted(p.name for p in crashed.iterdir())
     rows_in_file(str(crashed / "chat.sqlite"))
     assert sorted(p.name for p in crashed.iterdir()) == before == ["chat.sqlite", "chat.sqlite-wal"]
+
+
+def test_rows_only_in_a_killed_writers_wal_are_never_estimated_as_zero(tmp_path: Path) -> None:
+    """A writer killed before any checkpoint leaves its rows only in the -wal: the estimate counts them
+    or says it does not know (and the run's estimate then goes by the -wal's size), never ~0 rows."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    src = tmp_path / "chat.sqlite"
+    writer = (
+        "import os, signal, sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1])\n"
+        "c.execute('PRAGMA journal_mode=wal'); c.execute('PRAGMA wal_autocheckpoint=0')\n"
+        "c.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)')\n"
+        "c.executemany('INSERT INTO t (body) VALUES (?)', [(f'message {i}',) for i in range(300)])\n"
+        "c.commit()\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", writer, str(src)], capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert Path(f"{src}-wal").stat().st_size > 0
+    assert rows_in_file(str(src)) in (300, None)  # its -shm is still there
+    os.remove(f"{src}-shm")  # as copied off the writer's host, or downloaded
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert rows_in_file(str(src)) is None
+    (estimate,) = estimate_rows([(str(src), src.stat().st_size)]).values()
+    assert estimate >= 30, estimate  # the -wal's size speaks for its rows
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written next to it

@@ -23,12 +23,18 @@ BUDGET_S = 0.5  # SQLite time per file before the estimate falls back to the fil
 
 def count_rows(local: Path) -> int | None:
     """Estimated rows of the SQLite file at ``local`` (an ``os`` path), or None when it cannot be
-    read cheaply (not a regular file, unreadable, corrupt, or slower than ``BUDGET_S``)."""
+    read cheaply (not a regular file, unreadable, corrupt, slower than ``BUDGET_S``, or a -wal
+    without its -shm, whose rows only a recovery that writes could see)."""
     try:
         if not stat.S_ISREG(os.stat(local).st_mode):  # a FIFO named *.db would block the open forever
             return None
         uri = ro_uri(local)
+        wal = Path(os.fsdecode(local) + "-wal")
         if not Path(os.fsdecode(local) + "-shm").exists():
+            if wal.exists() and wal.stat().st_size > 0:
+                # Rows a crashed writer left only in its -wal: an immutable read would not see them
+                # (and any other read would write next to the file), so the count is not known.
+                return None
             # Without a -shm even a read-only open of a WAL file creates one next to it (and a crashed
             # writer leaves a -wal without it): read the main file as immutable, never touching it.
             uri += "&immutable=1"
