@@ -156,7 +156,7 @@ def edit_one_row(db: Path, table: str, column: str, key: int = 1) -> None:
 
 
 def find_editable(root: Path) -> tuple[Path, str, str, int]:
-    """(file relative to ``root``, table, TEXT column, rowid) of the first editable row under ``root``."""
+    """(file relative to ``root``, table, widest TEXT column, rowid) of the first editable row under ``root``."""
     for db in sorted(root.rglob("*.db")):
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
@@ -169,7 +169,15 @@ def find_editable(root: Path) -> tuple[Path, str, str, int]:
                 cols = [r[1] for r in info if "TEXT" in (r[2] or "").upper() and not r[5]]
                 first = conn.execute(f'SELECT rowid FROM "{table}" LIMIT 1').fetchone()
                 if cols and first:
-                    return db.relative_to(root), table, cols[-1], int(first[0])
+                    # the longest text column: a prose column every document format keeps (the last
+                    # TEXT column can be a timestamp, which documents leave out: no text would change)
+                    widest = max(
+                        cols,
+                        key=lambda c: (
+                            conn.execute(f'SELECT avg(length("{c}")) FROM "{table}"').fetchone()[0] or 0
+                        ),
+                    )
+                    return db.relative_to(root), table, widest, int(first[0])
         finally:
             conn.close()
     raise RuntimeError(f"no editable row under {root}")
