@@ -168,11 +168,17 @@ def _print_plan(r: Any, settle_s: float) -> None:
         typer.echo(f"nothing to do: {r.files_unchanged:,} files unchanged")
 
 
+def _still_failed(n: int) -> str:
+    """Files that failed in an earlier run and were not retried: never counted as unchanged."""
+    return f"{n} failed earlier and not retried (`dbembed files --status failed`, `dbembed retry-failed`), " if n else ""
+
+
 def _print_summary(summary: Any) -> None:
     typer.echo(
         f"run {summary.run_id} [{summary.collection}] {summary.status}: "
         f"{summary.files_ok} ok, {summary.files_failed} failed, {summary.files_skipped} unchanged, "
-        f"{summary.files_pending} pending, {summary.files_missing} missing | {summary.rows} rows, "
+        + _still_failed(summary.files_still_failed)
+        + f"{summary.files_pending} pending, {summary.files_missing} missing | {summary.rows} rows, "
         f"{summary.chunks} chunks ({summary.texts_embedded} embedded, {summary.texts_reused} reused) "
         f"in {summary.seconds:.1f}s, {summary.chunks_per_s:.0f} chunks/s"
         + (f" [{summary.runtime}]" if summary.runtime else "")
@@ -270,7 +276,7 @@ def _run_line(r: Any) -> str:
     )
     return (
         f"  run {r.id} {r.status} {r.started_at:%Y-%m-%d %H:%M:%S}: {r.files_ok} ok,"
-        f" {r.files_failed} failed, {r.files_skipped} unchanged, {r.chunks} chunks"
+        f" {r.files_failed} failed, {r.files_skipped} unchanged, {_still_failed(r.files_still_failed)}{r.chunks} chunks"
         f" ({r.texts_embedded} embedded, {r.texts_reused} reused), {r.seconds or 0:.1f}s"
         + (f" [{r.runtime}]" if r.runtime else "")
         + (f" | {usage}" if usage else "")

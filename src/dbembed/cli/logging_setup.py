@@ -37,6 +37,7 @@ RUN_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "FilesProcessed": ("Count", ("files_ok", "files_processed")),
     "FilesFailed": ("Count", ("files_failed",)),
     "FilesSkipped": ("Count", ("files_skipped",)),
+    "FilesStillFailed": ("Count", ("files_still_failed",)),
     "FilesPending": ("Count", ("files_pending",)),
     "Chunks": ("Count", ("chunks",)),
     "TextsEmbedded": ("Count", ("texts_embedded",)),

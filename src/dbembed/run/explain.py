@@ -28,7 +28,7 @@ def skip_notes(summary: Any, settle_s: float) -> list[str]:
             f"{'was' if summary.files_pending == 1 else 'were'} left for the next run (still being written?); "
             "--settle 0 indexes them now"
         )
-    unchanged = summary.files_skipped - summary.files_still_failed
+    unchanged = summary.files_skipped
     if unchanged > 0:
         notes.append(
             f"{_files(unchanged)} unchanged since {'its' if unchanged == 1 else 'their'} last index (same size and "

@@ -43,10 +43,10 @@ class RunSummary:
     files_found: int = 0
     files_ok: int = 0
     files_failed: int = 0
-    files_skipped: int = 0  # unchanged since the last run
+    files_skipped: int = 0  # unchanged since their last index, so skipped (files that failed: below)
     files_pending: int = 0  # still being written (modified within --settle seconds)
     files_missing: int = 0  # gone from the tree
-    files_still_failed: int = 0  # of files_skipped: failed before, unchanged since, so not retried
+    files_still_failed: int = 0  # failed in an earlier run, unchanged since, so not retried
     rows: int = 0
     chunks: int = 0
     texts_embedded: int = 0
@@ -313,7 +313,9 @@ def _run(
             "worker_exit_codes": bad_children,
         },
     )
-    run_store.set_skip_counts(conn, run_id, summary.files_skipped, summary.files_pending)
+    run_store.set_skip_counts(
+        conn, run_id, summary.files_skipped, summary.files_pending, summary.files_still_failed
+    )
     events.info("run", extra={"event": {"event": "run", **summary.as_dict()}})
     return summary
 
@@ -342,7 +344,7 @@ def _summarize(
         files_found=found,
         files_ok=row["files_ok"],
         files_failed=row["files_failed"],
-        files_skipped=max(0, found - queued - pending),
+        files_skipped=max(0, found - queued - pending),  # still-failed files taken out below
         files_pending=pending,
         files_missing=missing,
         rows=row["rows"],
@@ -357,6 +359,7 @@ def _summarize(
     )
     summary.failures = [{"file": f.path, "error": f.error} for f in run_store.run_failures(conn, run_id)]
     summary.files_still_failed = max(0, _count(conn, coll.id, root_list, ("failed",)) - summary.files_failed)
+    summary.files_skipped = max(0, summary.files_skipped - summary.files_still_failed)
     summary.rejected = run_store.run_rejections(conn, run_id)
     return summary
 

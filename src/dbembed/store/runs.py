@@ -127,7 +127,8 @@ def recent_runs(
                        THEN 'abandoned' ELSE status END AS status,
                   files_ok, files_failed, files_skipped,
                   files_pending, files_missing, rows, chunks, texts_embedded, texts_reused, seconds, usage, error,
-                  stats ->> 'runtime' AS runtime
+                  stats ->> 'runtime' AS runtime,
+                  coalesce((stats ->> 'files_still_failed')::int, 0) AS files_still_failed
            FROM dbembed.runs WHERE %s::int IS NULL OR collection_id = %s
            ORDER BY id DESC LIMIT %s""",
         (abandoned_after_s, collection_id, collection_id, limit),
@@ -150,6 +151,7 @@ def page_runs(
                        THEN 'abandoned' ELSE r.status END AS status, r.started_at, r.finished_at, r.files_ok,
                   r.files_failed, r.files_skipped, r.files_pending, r.files_missing, r.rows, r.chunks,
                   r.texts_embedded, r.texts_reused, r.seconds, r.error, r.usage,
+                  coalesce((r.stats ->> 'files_still_failed')::int, 0) AS files_still_failed,
                   CASE WHEN r.seconds > 0 THEN r.chunks / r.seconds END AS chunks_per_s
              FROM dbembed.runs r LEFT JOIN dbembed.collections c ON c.id = r.collection_id
             WHERE %(before)s::bigint IS NULL OR r.id < %(before)s::bigint
@@ -204,11 +206,15 @@ def run_failures(conn: psycopg.Connection, run_id: int) -> list[RunFailure]:
     return [RunFailure(str(p), e or "") for p, e in rows]
 
 
-def set_skip_counts(conn: psycopg.Connection, run_id: int, skipped: int, pending: int) -> None:
-    """Set (not add) the run's skipped and pending file counts, known only at its end."""
+def set_skip_counts(
+    conn: psycopg.Connection, run_id: int, skipped: int, pending: int, still_failed: int = 0
+) -> None:
+    """Set (not add) the run's counts known only at its end: files skipped as unchanged, files left
+    pending, and files that failed in an earlier run and were not retried (``stats``)."""
     conn.execute(
-        "UPDATE dbembed.runs SET files_skipped = %s, files_pending = %s WHERE id = %s",
-        (skipped, pending, run_id),
+        "UPDATE dbembed.runs SET files_skipped = %s, files_pending = %s,"
+        " stats = stats || jsonb_build_object('files_still_failed', %s::int) WHERE id = %s",
+        (skipped, pending, still_failed, run_id),
     )
 
 

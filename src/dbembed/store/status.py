@@ -61,6 +61,7 @@ class RunRecord:
     usage: dict[str, Any] | None
     error: str | None
     runtime: str | None = None
+    files_still_failed: int = 0  # failed in an earlier run, unchanged since, so not retried
 
     @classmethod
     def from_row(cls, row: Any) -> RunRecord:
