@@ -18,12 +18,28 @@ Exit codes (documented in README):
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
 EXIT_FATAL = 3
 EXIT_INTERRUPTED = 130
 EXIT_PIPE_CLOSED = 141
+ECHO_MAX_CHARS = 80  # a bad value quoted in an error message is cut to about this many characters
+
+
+def echo(value: object, max_chars: int = ECHO_MAX_CHARS) -> str:
+    """A value the user gave, as an error message quotes it: its ``repr`` (quoted, control
+    characters escaped), cut to about ``max_chars`` characters with the full length named, so
+    that a 5000-digit number or a pasted document leaves the message readable."""
+    shown = repr(value)
+    if len(shown) <= max_chars:
+        return shown
+    size = len(value) if isinstance(value, str | bytes) else len(str(value))
+    cut = repr(value[: max_chars - 20]) if isinstance(value, str | bytes) else shown[: max_chars - 20]
+    return f"{cut}... ({size:,} characters)"
 
 
 class DbembedError(Exception):
@@ -48,9 +64,37 @@ class UsageError(DbembedError):
 
 
 class InvalidInput(UsageError):
-    """A parameter is malformed or out of range: an id, a text, a cursor (HTTP 400)."""
+    """A parameter is malformed or out of range: an id, a text, a cursor (HTTP 400).
+
+    ``field``: the parameter at fault, by its Python name, when the message starts with it
+    (see ``named_as``, which lets a surface name it as its callers know it)."""
 
     http_status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidText(InvalidInput):
+    """A text is there but unusable: it has no visible character (a chat turn's user input, a
+    search query), or its bytes are not UTF-8 (HTTP 422)."""
+
+    http_status = 422
+
+
+@contextlib.contextmanager
+def named_as(**names: str) -> Iterator[None]:
+    """Inside, an ``InvalidInput`` about parameter ``field`` is re-raised naming it as this surface's
+    callers know it: ``named_as(query="q")`` on HTTP, ``named_as(user_input="--input")`` in the CLI."""
+    try:
+        yield
+    except InvalidInput as exc:
+        name = names.get(exc.field or "")
+        message = str(exc)
+        if name is None or exc.field is None or not message.startswith(exc.field):
+            raise
+        raise type(exc)(name + message[len(exc.field) :], field=name) from None
 
 
 class AccessDenied(UsageError):

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dbembed.api import routes_chat, routes_files
-from dbembed.api.errors import RequestId, install_handlers
+from dbembed.api.errors import RequestId, Utf8Query, install_handlers
 from dbembed.api.state import AppState
 from dbembed.config import Settings, load_settings
 from dbembed.errors import RequestTooLarge
@@ -140,5 +140,6 @@ def create_app(settings: Settings | None = None, *, service: Dbembed | None = No
                                            "script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'"})  # fmt: skip
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)  # type: ignore[arg-type]
+    app.add_middleware(Utf8Query)
     app.add_middleware(RequestId)  # outermost: every answer, 413s included, carries the id
     return app

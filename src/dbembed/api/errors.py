@@ -17,6 +17,7 @@ import logging
 import re
 import uuid
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -24,8 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dbembed.config import echo
-from dbembed.errors import DatabaseUnavailable, DbembedError
+from dbembed.errors import DatabaseUnavailable, DbembedError, echo
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -98,6 +98,43 @@ class RequestId:
                 (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                 (b"x-request-id", rid.encode())]})  # fmt: skip
             await send({"type": "http.response.body", "body": body})
+
+
+def bad_query_parameter(query_string: bytes) -> str | None:
+    """Why the raw query string is not UTF-8 once percent-decoded, naming the parameter; else None.
+
+    Starlette would decode such bytes with U+FFFD silently (a search for "caf\ufffd"); they are
+    refused instead, like a body that is not UTF-8."""
+    for part in query_string.split(b"&"):
+        name, _, value = part.partition(b"=")
+        for data in (name, value):
+            try:
+                unquote_to_bytes(data.replace(b"+", b" ")).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                shown = echo(unquote_to_bytes(name).decode("utf-8", "replace"))
+                return (
+                    f"query parameter {shown} is not valid UTF-8 "
+                    f"(byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+                )
+    return None
+
+
+class Utf8Query:
+    """Answers 422 (JSON, naming the parameter) for a query string that is not UTF-8."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = bad_query_parameter(scope.get("query_string") or b"") if scope["type"] == "http" else None
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        rid = str(scope.get("state", {}).get("request_id") or "-")
+        body = json.dumps({"error": problem, "request_id": rid}).encode()
+        await send({"type": "http.response.start", "status": 422, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
 
 
 _WHERE = {"body": "JSON field", "query": "query parameter", "path": "path parameter", "header": "header"}

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from dbembed.api.auth import Principal, actor, principal, state
+from dbembed.errors import named_as
 from dbembed.service import Actor
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -91,7 +92,7 @@ def search_memory(
     ] = None,
 ) -> dict[str, Any]:
     """The user's memories best matching ``q`` by meaning and words (optionally one theme, a time range)."""
-    with state(request).service.chat_store(rls=True) as s:
+    with state(request).service.chat_store(rls=True) as s, named_as(query="q"):
         hits = s.search(me, q, k=k, theme=theme, since=since, until=until, mode=mode)
     state(request).metrics.count("memory_searches")
     return {"items": [h.as_dict() for h in hits]}

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from dbembed.api.auth import principal, state
-from dbembed.errors import InvalidInput
+from dbembed.errors import InvalidInput, named_as
 
 router = APIRouter(prefix="/v1", tags=["files"], dependencies=[Depends(principal)])
 
@@ -53,7 +53,8 @@ def search_files(
     st = state(request)
     if k > st.settings.max_k:
         raise InvalidInput(f"k must be between 1 and {st.settings.max_k}")
-    hits = st.service.search(q, k, file=file, table=table, mode=mode)
+    with named_as(query="q"):
+        hits = st.service.search(q, k, file=file, table=table, mode=mode)
     st.metrics.count("file_searches")
     return {"items": [_hit(h) for h in hits]}
 

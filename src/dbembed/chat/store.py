@@ -109,11 +109,12 @@ class ChatStore:
 
         Texts and theme pass the hygiene boundary first (``dbembed.text.inputs.clean_input``): NUL and
         controls removed, lone surrogates replaced by U+FFFD, NFKC; the returned ``Turn``
-        holds what was stored.  Raises ``InvalidInput`` (bad id, too long), ``Conflict``.
+        holds what was stored.  Raises ``InvalidInput`` (bad id, too long), ``InvalidText`` (a
+        ``user_input`` with no visible character), ``Conflict``.
         """
         check_chat_id(chat_id)
         limit = self.settings.chat.max_text_chars
-        user_input = clean_input(user_input, "user_input", limit)
+        user_input = clean_input(user_input, "user_input", limit, allow_empty=False)
         bot_response = clean_input(bot_response, "bot_response", limit)
         new = history.NewTurn(chat_id, user_input, bot_response, self._theme(theme), turn_no, created_at)
         with scoped(self.conn, actor, rls=self.rls) as conn:

@@ -18,6 +18,7 @@ from dbembed.cli.common import (
     emit_json,
     handle_errors,
 )
+from dbembed.errors import named_as
 from dbembed.service import Dbembed
 
 chat_app = typer.Typer(help="Chat history and per-user semantic memory.", no_args_is_help=True)
@@ -57,9 +58,10 @@ def add_turn(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Store one turn of a chat."""
-    turn = _service(config, database_url, data_dir).add_turn(
-        Dbembed.actor(user, tenant), chat_id, user_input, bot_response, theme=theme, turn_no=turn_no
-    )
+    with named_as(user_input="--input", bot_response="--response", theme="--theme"):
+        turn = _service(config, database_url, data_dir).add_turn(
+            Dbembed.actor(user, tenant), chat_id, user_input, bot_response, theme=theme, turn_no=turn_no
+        )
     if as_json:
         emit_json(turn.as_dict())
     else:

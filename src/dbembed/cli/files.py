@@ -16,7 +16,7 @@ from dbembed.cli.common import (
     emit_json,
     handle_errors,
 )
-from dbembed.service import Dbembed
+from dbembed.service import Dbembed, parse_since
 
 HEADER = f"{'STATUS':<8} {'ROWS':>9} {'CHUNKS':>9} {'REJECTED':>9} {'LAST CHANGE':<19} {'LAST INDEXED':<19} {'TOOK':>8}  PATH"
 
@@ -96,7 +96,7 @@ def files_cmd(
     s = cli_settings(config, database_url=database_url, data_dir=data_dir, collection=collection)
     service = Dbembed(s)
     args: dict[str, Any] = {
-        "status": status, "glob": glob, "since": since, "sort": sort, "descending": desc, "limit": limit,
+        "status": status, "glob": glob, "since": parse_since(since, "--since"), "sort": sort, "descending": desc, "limit": limit,
         "rejected": rejected, "with_rejections": show_rejections,
     }  # fmt: skip
     page = service.files(cursor=cursor, **args)

@@ -51,7 +51,7 @@ from dbembed.config.sections import (
     TableOverride,
     TextSettings,
 )
-from dbembed.errors import ConfigError
+from dbembed.errors import ConfigError, echo
 
 __all__ = [
     "BACKENDS", "DEFAULT_MODEL", "DOCUMENT_FORMATS", "PRECISIONS", "FLAT", "SECTIONS", "ApiSettings", "ChatSettings",
@@ -328,15 +328,6 @@ def _origins(layers: tuple[Layer, ...]) -> dict[tuple[str, str], str]:
 
 def _key_part(part: str) -> str:
     return f".{part}" if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f".{json.dumps(part)}"
-
-
-MAX_ECHO = 80  # characters of a bad value repeated back in an error message
-
-
-def echo(value: Any) -> str:
-    """``repr(value)``, cut to :data:`MAX_ECHO` characters (``...`` marks the cut)."""
-    text = repr(value)
-    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 3] + "..."
 
 
 def _describe(exc: Exception, origins: Mapping[tuple[str, str], str] | None = None) -> str:

@@ -52,7 +52,6 @@ from dbembed.store.paging import Page
 from dbembed.store.runs import recent_runs
 from dbembed.store.scope import Actor
 from dbembed.store.status import RunRecord, Status, collection_status
-from dbembed.text.hygiene import is_blank
 from dbembed.text.inputs import check_text, clean_input
 
 # Modules that load numpy or psycopg are imported by the methods that need them, so that the CLI
@@ -192,15 +191,14 @@ class Dbembed(ChatOperations):
         """Top-k chunks for ``query``: ``mode`` ``"hybrid"`` (default, ``settings.search_mode``),
         ``"vector"`` (embedded with the collection's own model) or ``"lexical"`` (tokens only; the
         model is not loaded).  ``file`` is a path glob, ``table`` a table name (case-insensitive).
-        Raises ``UsageError`` for an empty or over-long query (``max_text_chars``), a filter holding
+        Raises ``InvalidText`` for a query with no visible character, ``UsageError`` for an
+        over-long query (``max_text_chars``), a filter holding
         NUL or over 4096 characters, k outside 1..1000 or an unknown mode,
         ``NotFound`` when nothing is indexed, ``CollectionMismatch`` for another model's index."""
         from dbembed.store.search import MODES, search_chunks
         _check_filters(file=file, table=table)
         # The same hygiene (NUL/controls removed, NFKC...) as the indexed documents, then the length limit.
-        query = clean_input(query or "", "query", self.settings.max_text_chars)
-        if is_blank(query):
-            raise UsageError("the search query is empty")
+        query = clean_input(query or "", "query", self.settings.max_text_chars, allow_empty=False)
         if k < 1 or k > 1000:
             raise UsageError(f"k must be between 1 and 1000 (got {k})")
         s = self.settings

@@ -221,9 +221,10 @@ class FilePage:
         return {"items": self.items, "next_cursor": self.next_cursor, "counts": self.counts}
 
 
-def parse_since(text: str | datetime | None) -> datetime | None:
-    """``--since``: an ISO 8601 date or time (UTC unless it names a zone), or an age such as
-    ``90s``, ``15m``, ``2h``, ``7d``.  Raises ``UsageError`` naming the value otherwise."""
+def parse_since(text: str | datetime | None, what: str = "since") -> datetime | None:
+    """A time bound: an ISO 8601 date or time (UTC unless it names a zone), or an age such as
+    ``90s``, ``15m``, ``2h``, ``7d``.  Raises ``UsageError`` naming ``what`` (the caller's own
+    name for it: the query parameter ``since``, the flag ``--since``) and the value otherwise."""
     if text is None or isinstance(text, datetime):
         return text
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
@@ -234,6 +235,6 @@ def parse_since(text: str | datetime | None) -> datetime | None:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(
-            f"--since {text!r}: give an ISO date/time (2026-11-30, 2026-11-30T14:00) or an age (90s, 15m, 2h, 7d)"
+            f"{what} {text!r}: give an ISO date/time (2026-11-30, 2026-11-30T14:00) or an age (90s, 15m, 2h, 7d)"
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)

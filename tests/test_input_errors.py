@@ -1,0 +1,93 @@
+"""Bad input gets a clear error naming the field as the caller knows it: an HTTP parameter over
+HTTP, a flag in the CLI, the argument in Python; a chat turn must say something; a query string
+that is not UTF-8 is refused (422), never searched with replacement characters; a bad value
+quoted in a message is cut to about 80 characters."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from dbembed.errors import InvalidText, echo
+from dbembed.service import Dbembed
+from tests.test_api import ApiEnv, api_env  # noqa: F401
+
+
+@pytest.mark.parametrize("user_input", ["", "   ", "\t\n", "\u200b\u2060", "\u0000"])
+def test_http_turn_with_nothing_to_say_is_422(api_env: ApiEnv, user_input: str) -> None:  # noqa: F811
+    h = api_env.key(user="hana")
+    r = api_env.client.post("/v1/chats/1/turns", headers=h, json={"user_input": user_input, "bot_response": "hi"})
+    assert r.status_code == 422 and r.json()["error"].startswith("user_input must not be empty"), r.text
+    assert api_env.client.get("/v1/chats/1/turns", headers=h).json()["items"] == []
+
+
+def test_python_and_cli_refuse_an_empty_turn(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbembed.cli.main import app
+
+    service = Dbembed(settings)
+    with pytest.raises(InvalidText, match="^user_input must not be empty"):
+        service.add_turn(Dbembed.actor("hana"), 1, "  \u200b ")
+    for name in [n for n in os.environ if n.startswith("DBEMBED_")]:
+        monkeypatch.delenv(name)
+    res = CliRunner().invoke(
+        app, ["chat", "add-turn", "hana", "1", "--input", "   ", "--database-url", settings.database_url]
+    )
+    assert res.exit_code == 2 and "--input must not be empty" in res.stderr, res.stderr
+    assert service.list_turns(Dbembed.actor("hana"), 1).items == []
+
+
+def test_http_errors_name_http_parameters(api_env: ApiEnv, settings: Any, tmp_path: Path,  # noqa: F811
+                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    c, h = api_env.client, api_env.key(user="hana")
+    r = c.get("/v1/files", headers=h, params={"since": "garbage"})
+    assert r.status_code == 400 and r.json()["error"].startswith("since 'garbage'"), r.text
+    r = c.get("/v1/search", headers=h, params={"q": " \u200b "})
+    assert r.status_code == 422 and r.json()["error"].startswith("q must not be empty"), r.text
+    r = c.get("/v1/memory/search", headers=h, params={"q": "\u2060"})
+    assert r.status_code == 422 and r.json()["error"].startswith("q must not be empty"), r.text
+    # ... and the CLI names its flag.
+    from dbembed.cli.main import app
+
+    for name in [n for n in os.environ if n.startswith("DBEMBED_")]:
+        monkeypatch.delenv(name)
+    res = CliRunner().invoke(app, ["files", "--since", "garbage", "--database-url", settings.database_url])
+    assert res.exit_code == 2 and "--since 'garbage'" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize(
+    ("query", "name", "byte"),
+    [("q=%ff%fe", "'q'", "0xff"), ("q=caf%e9", "'q'", "0xe9"), ("q=%ed%a0%80", "'q'", "0xed"),
+     ("k=3&q=ok&mode=%c3", "'mode'", "0xc3"), ("q=x&%ff=1", "'\ufffd'", "0xff")],
+)  # fmt: skip
+def test_query_strings_that_are_not_utf8_get_422(api_env: ApiEnv, query: str, name: str, byte: str) -> None:  # noqa: F811
+    h = api_env.key(user="hana")
+    for path in ("/v1/search", "/v1/memory/search", "/v1/files"):
+        r = api_env.client.get(f"{path}?{query}", headers=h)
+        assert r.status_code == 422, r.text
+        assert r.json()["error"].startswith(f"query parameter {name} is not valid UTF-8 (byte {byte}"), r.text
+        assert r.json()["request_id"] == r.headers["x-request-id"]
+
+
+def test_raw_bytes_in_the_query_string_are_refused() -> None:
+    """What a client that does not percent-encode sends (httpx always encodes, so asked directly)."""
+    import asyncio
+
+    from dbembed.api.errors import Utf8Query, bad_query_parameter
+
+    assert bad_query_parameter(b"q=caf\xc3\xa9&k=2") is None
+    assert bad_query_parameter(b"q=caf\xe9") == "query parameter 'q' is not valid UTF-8 (byte 0xe9 at offset 3)"
+    sent: list[dict[str, Any]] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("a query string that is not UTF-8 reached the app")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "query_string": b"q=\xff\xfe", "state": {"request_id": "r1"}}
+    asyncio.run(Utf8Query(inner)(scope, None, send))
+    assert sent[0]["status"] == 422 and b"'q' is not valid UTF-8" in sent[1]["body"]
