@@ -91,3 +91,54 @@ def test_raw_bytes_in_the_query_string_are_refused() -> None:
     scope = {"type": "http", "query_string": b"q=\xff\xfe", "state": {"request_id": "r1"}}
     asyncio.run(Utf8Query(inner)(scope, None, send))
     assert sent[0]["status"] == 422 and b"'q' is not valid UTF-8" in sent[1]["body"]
+
+
+def test_echo_cuts_long_values_and_names_their_size() -> None:
+    assert echo("garbage") == "'garbage'" and echo(5) == "5"
+    long_text = echo("x" * 5000)
+    assert len(long_text) < 100 and long_text.endswith("... (5,000 characters)")
+    assert echo(10**4000).endswith("... (4,001 characters)") and len(echo(10**4000)) < 100
+
+
+def test_config_errors_stay_readable(tmp_path: Path) -> None:
+    from dbembed.config import load_settings
+    from dbembed.errors import ConfigError
+
+    toml = tmp_path / "dbembed.toml"
+    toml.write_text("workers = " + "9" * 5000 + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(toml)
+    assert str(toml) in str(err.value) and len(str(err.value)) < 300, str(err.value)
+    toml.write_text('vector_type = "' + "x" * 5000 + '"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(toml)
+    assert "vector_type" in str(err.value) and "(5,000 characters)" in str(err.value)
+    assert len(str(err.value)) < 400, str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_settings(settle_s="9" * 3000 + "x")
+    assert "settle_s" in str(err.value) and len(str(err.value)) < 300, str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path / ("x" * 3000))
+    assert "cannot be read" in str(err.value) and len(str(err.value)) < 300, str(err.value)
+
+
+def test_http_errors_cut_what_they_quote(api_env: ApiEnv) -> None:  # noqa: F811
+    h = api_env.key(user="hana")
+    for params in ({"status": "x" * 3000}, {"sort": "y" * 3000}):
+        r = api_env.client.get("/v1/files", headers=h, params=params)
+        assert r.status_code == 400 and "(3,000 characters)" in r.json()["error"], r.text
+        assert len(r.json()["error"]) < 300, r.text
+
+
+def test_the_verify_hint_only_when_verify_was_off(settings: Any, minilm: Any, tmp_path: Path) -> None:
+    from tests.helpers import make_tree
+
+    make_tree(tmp_path / "tree", files=2, rows=3)
+    plain = Dbembed(settings, provider=minilm)
+    plain.index([tmp_path / "tree"])
+    (note,) = [n for n in plain.index([tmp_path / "tree"]).notes if "unchanged" in n]
+    assert "--verify also compares content" in note
+    verified = Dbembed(settings.model_copy(update={"verify": True}), provider=minilm)
+    verified.index([tmp_path / "tree"])  # the first run with --verify records the content hashes
+    (note,) = [n for n in verified.index([tmp_path / "tree"]).notes if "unchanged" in n]
+    assert "--verify" not in note and "content hash" in note and "--force re-reads them" in note

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dbembed.errors import ConfigError, EmbeddingError
+from dbembed.errors import ConfigError, EmbeddingError, echo
 
 if TYPE_CHECKING:
     from dbembed.config import Settings
@@ -154,7 +154,7 @@ def get_summarizer(settings: Settings) -> OpenAICompatibleSummarizer | BedrockSu
         return None
     scheme, _, model = spec.partition(":")
     if not model:
-        raise ConfigError(f"chat_summarizer {spec!r}: expected openai:MODEL or bedrock:MODEL-ID")
+        raise ConfigError(f"chat_summarizer {echo(spec)}: expected openai:MODEL or bedrock:MODEL-ID")
     if scheme == "openai":
         base = settings.chat.summarizer_base_url or settings.embed.openai_base_url
         base = base or "https://api.openai.com/v1"
@@ -164,4 +164,4 @@ def get_summarizer(settings: Settings) -> OpenAICompatibleSummarizer | BedrockSu
         )
     if scheme == "bedrock":
         return BedrockSummarizer(model, settings)
-    raise ConfigError(f"chat_summarizer {spec!r}: unknown scheme {scheme!r} (openai or bedrock)")
+    raise ConfigError(f"chat_summarizer {echo(spec)}: unknown scheme {echo(scheme)} (openai or bedrock)")

@@ -96,10 +96,10 @@ def _section_values(section: str, value: Any) -> dict[str, Any]:
     if isinstance(value, BaseModel):
         return {k: getattr(value, k) for k in value.model_fields_set}
     if not isinstance(value, Mapping):
-        raise ConfigError(f"setting {section!r} must be a table of {section} settings, not {value!r}")
+        raise ConfigError(f"setting {section!r} must be a table of {section} settings, not {echo(value)}")
     unknown = [k for k in value if k not in SECTIONS[section].model_fields]
     if unknown:
-        raise ConfigError(f"unknown setting {section + '.' + str(unknown[0])!r}{_hint(str(unknown[0]), section)}")
+        raise ConfigError(f"unknown setting {echo(section + '.' + str(unknown[0]))}{_hint(str(unknown[0]), section)}")
     return dict(value)
 
 
@@ -123,7 +123,7 @@ def nest(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             for section, field in FLAT[key]:
                 out.setdefault(section, {})[field] = value
         else:
-            raise ConfigError(f"unknown setting {key!r}{_hint(str(key))}")
+            raise ConfigError(f"unknown setting {echo(key)}{_hint(str(key))}")
     return out
 
 
@@ -255,8 +255,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(fh)
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {path}") from exc
+    except OSError as exc:  # a directory, no permission, a name too long
+        raise ConfigError(f"config file {echo(str(path))} cannot be read: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    except ValueError as exc:  # a number past Python's 4300-digit limit for int()
+        raise ConfigError(f"config file {path} is not valid TOML: {str(exc).split(';')[0]}") from exc
     # Allow an optional [dbembed] table so the file can be shared with other tools: then the
     # other top-level keys that are not settings belong to those tools and are left alone.
     if isinstance(data.get("dbembed"), dict):

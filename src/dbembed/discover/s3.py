@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbembed.discover.local import FileRef, FoundFile
-from dbembed.errors import DbembedError, SourceError, UsageError
+from dbembed.errors import DbembedError, SourceError, UsageError, echo
 from dbembed.read.header import BAD_HEADER, EMPTY, MAGIC
 
 try:  # POSIX only; on Windows entries are protected within this process only.
@@ -69,10 +69,10 @@ def is_s3_uri(path: str) -> bool:
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/some/key`` -> ``("bucket", "some/key")``."""
     if not is_s3_uri(uri):
-        raise UsageError(f"not an S3 URI: {uri!r} (expected s3://bucket/prefix/)")
+        raise UsageError(f"not an S3 URI: {echo(uri)} (expected s3://bucket/prefix/)")
     bucket, _, key = uri[5:].partition("/")
     if not bucket:
-        raise UsageError(f"S3 URI without a bucket: {uri!r}")
+        raise UsageError(f"S3 URI without a bucket: {echo(uri)}")
     return bucket, key
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from dbembed.config import EmbedSettings, Settings
 from dbembed.embed.plugin import ENTRY_POINT_GROUP, ProviderPlugin
-from dbembed.errors import ConfigError
+from dbembed.errors import ConfigError, echo
 
 if TYPE_CHECKING:
     from dbembed.embed.base import EmbeddingProvider
@@ -71,7 +71,7 @@ def _no_such_scheme(scheme: str, spec: str) -> ConfigError:
             " reinstall dbembed (pip install -e . or scripts/setup.sh)"
         )
     return ConfigError(
-        f"unknown model provider {scheme!r} in model {spec!r}; installed providers:"
+        f"unknown model provider {echo(scheme)} in model {echo(spec)}; installed providers:"
         f" {', '.join(installed)} (a package adds one under the entry point group {ENTRY_POINT_GROUP},"
         " see docs/providers.md)"
     )

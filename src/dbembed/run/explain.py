@@ -18,9 +18,10 @@ def _seconds(s: float) -> str:
     return f"{s:g} s"
 
 
-def skip_notes(summary: Any, settle_s: float) -> list[str]:
+def skip_notes(summary: Any, settle_s: float, verify: bool = False) -> list[str]:
     """One line per kind of skip in ``summary`` (a ``RunSummary``), with the flag or command that
-    changes it.  Empty when every file found was indexed."""
+    changes it (never one the run already had: ``verify`` says ``--verify`` was on).  Empty when
+    every file found was indexed."""
     notes: list[str] = []
     if summary.files_pending:
         notes.append(
@@ -30,9 +31,11 @@ def skip_notes(summary: Any, settle_s: float) -> list[str]:
         )
     unchanged = summary.files_skipped
     if unchanged > 0:
+        same = "same size, mtime and content hash" if verify else "same size and mtime"
+        hint = "--force re-reads them" if verify else "--verify also compares content, --force re-reads them"
         notes.append(
-            f"{_files(unchanged)} unchanged since {'its' if unchanged == 1 else 'their'} last index (same size and "
-            "mtime) and skipped; --verify also compares content, --force re-reads them"
+            f"{_files(unchanged)} unchanged since {'its' if unchanged == 1 else 'their'} last index ({same})"
+            f" and skipped; {hint}"
         )
     if summary.files_still_failed:
         notes.append(

@@ -297,7 +297,7 @@ def _run(
     summary.hnsw_built = hnsw_built
     from dbembed.run.explain import skip_notes
 
-    summary.notes = skip_notes(summary, settings.sources.settle_s)
+    summary.notes = skip_notes(summary, settings.sources.settle_s, settings.sources.verify)
     if summary.files_failed or bad_children:
         summary.status = "partial"
     run_store.finish_run(

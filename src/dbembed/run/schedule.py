@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from dbembed.errors import EXIT_FATAL, EXIT_OK, DbembedError, UsageError
+from dbembed.errors import EXIT_FATAL, EXIT_OK, DbembedError, UsageError, echo
 from dbembed.store.locks import try_lock, unlock
 
 if TYPE_CHECKING:
@@ -123,11 +123,11 @@ def parse_cron(expr: str) -> Any:
         raise UsageError("dbembed schedule needs croniter: pip install 'dbembed[schedule]'") from exc
     if len(expr.split()) != 5:
         raise UsageError(
-            f"invalid cron expression {expr!r}: use 5 fields "
+            f"invalid cron expression {echo(expr)}: use 5 fields "
             "'minute hour day month weekday', e.g. '0 2 * * *'"
         )
     if not croniter.is_valid(expr):
-        raise UsageError(f"invalid cron expression {expr!r}")
+        raise UsageError(f"invalid cron expression {echo(expr)}")
     return croniter
 
 

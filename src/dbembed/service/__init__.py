@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from dbembed.config import Settings, load_settings
 from dbembed.embed.provider_cache import ProviderCache, default_providers
 from dbembed.embed.registry import split_spec
-from dbembed.errors import ConfigError, NotFound, UsageError
+from dbembed.errors import ConfigError, NotFound, UsageError, echo
 from dbembed.generate import generate as generate_files
 from dbembed.run.plan import plan_run
 from dbembed.run.schedule import locked_run, parse_cron, run_schedule
@@ -77,7 +77,7 @@ def override(settings: Settings, changes: dict[str, Any]) -> Settings:
         try:
             setattr(copy, name, value)
         except (AttributeError, ValueError) as exc:
-            raise ConfigError(f"unknown or invalid setting {name}={value!r}: {exc}") from None
+            raise ConfigError(f"unknown or invalid setting {name}={echo(value)}: {exc}") from None
     return copy
 
 
@@ -204,7 +204,7 @@ class Dbembed(ChatOperations):
         s = self.settings
         mode = mode or s.search_mode
         if mode not in MODES:
-            raise UsageError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
+            raise UsageError(f"mode must be one of {', '.join(MODES)} (got {echo(mode)})")
         with self.connection() as conn:
             coll = self._search_collection(conn)
             vec = None
@@ -236,10 +236,10 @@ class Dbembed(ChatOperations):
         named = {"model", "dimensions"} & s.embed.model_fields_set
         if len(existing) == 1 and not named:
             return existing[0]  # the user named nothing and there is one index only: search it
-        asked = f"model {s.model!r}" + (f" with {s.dimensions} dimensions" if s.dimensions else "")
+        asked = f"model {echo(s.model)}" + (f" with {s.dimensions} dimensions" if s.dimensions else "")
         known = "; ".join(f"{c.name!r} (model {c.model}, {c.dimensions} dimensions)" for c in existing)
         raise NotFound(
-            f"no index of {asked} (collection {name!r} does not exist); "
+            f"no index of {asked} (collection {echo(name)} does not exist); "
             + (f"indexed collections: {known}" if known else "nothing is indexed yet; run `dbembed run ROOT` first")
         )
 

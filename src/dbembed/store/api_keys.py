@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dbembed.errors import NotFound
+from dbembed.errors import NotFound, echo
 from dbembed.text.inputs import clean_input, normalize_id
 
 if TYPE_CHECKING:
@@ -85,14 +85,14 @@ def list_keys(conn: psycopg.Connection, tenant_id: str | None = None) -> list[Ap
 
 def revoke_key(conn: psycopg.Connection, key_id: str) -> ApiKey:
     if not re.fullmatch(r"[0-9a-f]{12}", key_id):
-        raise NotFound(f"no API key with id {key_id!r}")
+        raise NotFound(f"no API key with id {echo(key_id)}")
     row = conn.execute(
         """UPDATE dbembed.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s
            RETURNING id, tenant_id, user_id, name, created_at, revoked_at, last_used_at""",
         (key_id,),
     ).fetchone()
     if row is None:
-        raise NotFound(f"no API key with id {key_id!r}")
+        raise NotFound(f"no API key with id {echo(key_id)}")
     return ApiKey(*row)
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from dbembed.errors import ConfigError
+from dbembed.errors import ConfigError, echo
 
 if TYPE_CHECKING:
     import psycopg
@@ -84,7 +84,7 @@ def qualified(name: str) -> sql.Identifier:
     """``schema.table`` or ``table`` -> a quoted identifier (no SQL text is ever spliced in)."""
     parts = name.split(".")
     if not 1 <= len(parts) <= 2 or not all(parts):
-        raise ConfigError(f"invalid table name {name!r} in chat_tables")
+        raise ConfigError(f"invalid table name {echo(name)} in chat_tables")
     return sql.Identifier(*parts)
 
 

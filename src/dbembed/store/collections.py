@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dbembed.errors import CollectionMismatch, NotFound
+from dbembed.errors import CollectionMismatch, NotFound, echo
 
 if TYPE_CHECKING:
     import psycopg
@@ -89,7 +89,7 @@ def require_collection(conn: psycopg.Connection, name: str) -> Collection:
     if coll is None:
         known = ", ".join(c.name for c in list_collections(conn)) or "none"
         raise NotFound(
-            f"collection {name!r} does not exist (collections: {known}); run `dbembed run ROOT` first"
+            f"collection {echo(name)} does not exist (collections: {known}); run `dbembed run ROOT` first"
         )
     return coll
 

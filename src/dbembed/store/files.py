@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from dbembed.errors import UsageError
+from dbembed.errors import UsageError, echo
 from dbembed.store.sources import STATUSES
 
 if TYPE_CHECKING:
@@ -62,9 +62,9 @@ class FileQuery:
 
     def check(self) -> None:
         if self.status is not None and self.status not in STATUSES:
-            raise UsageError(f"status must be one of {', '.join(STATUSES)} (got {self.status!r})")
+            raise UsageError(f"status must be one of {', '.join(STATUSES)} (got {echo(self.status)})")
         if self.sort not in SORTS:
-            raise UsageError(f"sort must be one of {', '.join(SORTS)} (got {self.sort!r})")
+            raise UsageError(f"sort must be one of {', '.join(SORTS)} (got {echo(self.sort)})")
         if not 1 <= self.limit <= 10_000:
             raise UsageError(f"limit must be between 1 and 10000 (got {self.limit})")
 
@@ -235,6 +235,6 @@ def parse_since(text: str | datetime | None, what: str = "since") -> datetime | 
         when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(
-            f"{what} {text!r}: give an ISO date/time (2026-11-30, 2026-11-30T14:00) or an age (90s, 15m, 2h, 7d)"
+            f"{what} {echo(text)}: give an ISO date/time (2026-11-30, 2026-11-30T14:00) or an age (90s, 15m, 2h, 7d)"
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)

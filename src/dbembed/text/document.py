@@ -23,6 +23,7 @@ from string import Formatter
 from typing import Any
 
 from dbembed.config import DOCUMENT_FORMATS
+from dbembed.errors import echo
 from dbembed.read import Row, TableInfo
 from dbembed.read.introspect import template_fields
 from dbembed.text.hygiene import clean_text, is_blank
@@ -123,7 +124,7 @@ def row_document(table: TableInfo, row: Row, document_format: str = DEFAULT_DOCU
         text = normalize_ws(clean_text(render_template(table.template, clean_values(row.values))))
         return None if is_blank(text) else text
     if document_format not in DOCUMENT_FORMATS:
-        raise ValueError(f"unknown document format {document_format!r} (one of {', '.join(DOCUMENT_FORMATS)})")
+        raise ValueError(f"unknown document format {echo(document_format)} (one of {', '.join(DOCUMENT_FORMATS)})")
     labelled = document_format != "values"
     parts = []
     for col in table.text_columns:
