@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from dbembed.errors import UsageError
-from dbembed.store.files import SORTS, FileQuery, count_files, list_files
+from dbembed.store.files import COLUMNS, SORTS, FileItem, FileQuery, count_files, list_files
 from tests.helpers import make_db, tickets_for
 from tests.test_cli_e2e import cli_env, invoke  # noqa: F401 - the fixture is used by name
 
@@ -54,8 +54,8 @@ def _fill(conn: psycopg.Connection, n: int = N) -> int:
     return int(cid)
 
 
-def _walk(conn: psycopg.Connection, q: FileQuery) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def _walk(conn: psycopg.Connection, q: FileQuery) -> list[FileItem]:
+    out: list[FileItem] = []
     items, cursor = list_files(conn, q)
     out.extend(items)
     while cursor:
@@ -85,11 +85,11 @@ def big(pg_server: Any) -> Any:
 def test_keyset_pages_visit_every_file_once_in_order(big: Any, sort: str, descending: bool) -> None:
     conn, cid = big
     rows = _walk(conn, FileQuery(cid, sort=sort, descending=descending, limit=7000))
-    assert len(rows) == N and len({r["id"] for r in rows}) == N
+    assert len(rows) == N and len({r.id for r in rows}) == N
     col = {"path": "path", "last_indexed": "last_indexed", "last_change": "last_change", "duration": "duration_s",
            "rows": "rows", "chunks": "chunks", "size": "size"}[sort]  # fmt: skip
     floor: Any = datetime.min.replace(tzinfo=UTC) if sort in ("last_indexed", "last_change") else -1
-    keys = [((r[col] if r[col] is not None else floor), r["id"]) for r in rows]
+    keys = [((getattr(r, col) if getattr(r, col) is not None else floor), r.id) for r in rows]
     assert keys == sorted(keys, reverse=descending)
 
 
@@ -122,19 +122,19 @@ def test_filters_status_glob_since_and_counts(big: Any) -> None:
     conn, cid = big
     failed = _walk(conn, FileQuery(cid, status="failed", limit=1000))
     assert len(failed) == N // 1000
-    assert {f["error"] for f in failed} == {"file is not a database"} and {f["status"] for f in failed} == {"failed"}
+    assert {f.error for f in failed} == {"file is not a database"} and {f.status for f in failed} == {"failed"}
     host3 = _walk(conn, FileQuery(cid, glob="/data/host3/*", limit=10000))
     assert len(host3) == len([g for g in range(1, N + 1) if g % 7 == 3])
     assert _walk(conn, FileQuery(cid, glob="f000042.db")) and [
-        f["path"] for f in _walk(conn, FileQuery(cid, glob="f000042.db"))
+        f.path for f in _walk(conn, FileQuery(cid, glob="f000042.db"))
     ] == ["/data/host0/f000042.db"]
     since = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(seconds=N - 100)
     recent = _walk(conn, FileQuery(cid, since=since, limit=500))
-    assert sorted(int(f["path"][-9:-3]) for f in recent) == list(range(N - 100, N + 1))
+    assert sorted(int(f.path[-9:-3]) for f in recent) == list(range(N - 100, N + 1))
     counts = count_files(conn, FileQuery(cid))
     assert counts["failed"] == N // 1000 and sum(counts.values()) == N
     rejected = _walk(conn, FileQuery(cid, glob="*/f000500.db"))
-    assert (rejected[0]["rejected_rows"], rejected[0]["rejected_chunks"]) == (2, 3)
+    assert (rejected[0].rejected_rows, rejected[0].rejected_chunks) == (2, 3)
 
 
 def test_bad_filters_are_usage_errors_naming_the_value(big: Any) -> None:
@@ -204,9 +204,31 @@ def test_python_api_files(settings: Any) -> None:
     conn = _migrated(settings.database_url)
     _fill(conn, 30)
     page = dbembed.files(settings, status="failed")
-    assert page.items == [] and page.counts["indexed"] == 30 and page.as_dict()["next_cursor"] is None
+    assert page.items == () and page.counts["indexed"] == 30 and page.as_dict()["next_cursor"] is None
     page = dbembed.files(settings, sort="duration", descending=True, limit=5)
-    assert [f["duration_s"] for f in page.items] == sorted((f["duration_s"] for f in page.items), reverse=True)
+    assert [f.duration_s for f in page.items] == sorted((f.duration_s for f in page.items), reverse=True)
+
+
+def test_file_items_are_frozen_dataclasses_with_one_json_shape(settings: Any) -> None:
+    """``FilePage.items`` are frozen ``FileItem``s (attribute access, typed); ``as_dict`` gives the
+    JSON shape that ``dbembed files --json`` and ``GET /v1/files`` print, ``rejections`` only when asked."""
+    import dataclasses
+
+    import dbembed
+    from dbembed.service import FileItem
+
+    _fill(_migrated(settings.database_url), 7)
+    page = dbembed.files(settings, limit=3)
+    item = page.items[0]
+    assert isinstance(item, FileItem) and isinstance(page.items, tuple)
+    assert list(item.as_dict()) == list(COLUMNS) and item.as_dict()["path"] == item.path
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        item.status = "indexed"  # type: ignore[misc]
+    listed = dbembed.files(settings, limit=3, with_rejections=True)
+    assert all(f.rejections == () for f in listed.items)
+    assert all(f["rejections"] == [] for f in listed.as_dict()["items"])
+    cli = json.loads(invoke("files", "--json", "-n", "3", "--database-url", settings.database_url).stdout)
+    assert cli == json.loads(json.dumps(page.as_dict(), default=str))
 
 
 # ------------------------------------------------------------------------------ run summary notes

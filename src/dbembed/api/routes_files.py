@@ -84,7 +84,7 @@ def list_files(
         status=status, glob=glob, since=since, sort=sort, descending=desc, limit=_page_limit(request, limit),
         cursor=cursor, rejected=rejected, collection=collection,
     )  # fmt: skip
-    return {"items": page.items, "next_cursor": page.next_cursor, "counts": page.counts}
+    return page.as_dict()
 
 
 @router.get("/collections")

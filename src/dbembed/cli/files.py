@@ -16,7 +16,7 @@ from dbembed.cli.common import (
     emit_json,
     handle_errors,
 )
-from dbembed.service import Dbembed, parse_since
+from dbembed.service import Dbembed, FileItem, parse_since
 
 HEADER = f"{'STATUS':<8} {'ROWS':>9} {'CHUNKS':>9} {'REJECTED':>9} {'LAST CHANGE':<19} {'LAST INDEXED':<19} {'TOOK':>8}  PATH"
 
@@ -29,29 +29,26 @@ def _t(value: Any) -> str:
     return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def format_line(f: dict[str, Any]) -> str:
-    """One human line (plus an indented error line) for a ``dbembed.store.files`` item."""
-    rej = f["rejected_rows"] + f["rejected_chunks"] + f["rejected_tables"]
-    took = "-" if f["duration_s"] is None else f"{f['duration_s']:.2f}s"
+def format_line(f: FileItem) -> str:
+    """One human line (plus indented rejection and error lines) for a file of the listing."""
+    rej = f.rejected_rows + f.rejected_chunks + f.rejected_tables
+    took = "-" if f.duration_s is None else f"{f.duration_s:.2f}s"
     line = (
-        f"{f['status']:<8} {_n(f['rows']):>9} {_n(f['chunks']):>9} {rej:>9,} {_t(f['last_change']):<19} "
-        f"{_t(f['last_indexed']):<19} {took:>8}  {f['path']}"
+        f"{f.status:<8} {_n(f.rows):>9} {_n(f.chunks):>9} {rej:>9,} {_t(f.last_change):<19} "
+        f"{_t(f.last_indexed):<19} {took:>8}  {f.path}"
     )
     if rej:
-        parts = [
-            f"{f[k]} {k.removeprefix('rejected_')}" for k in ("rejected_tables", "rejected_rows", "rejected_chunks")
-            if f[k]
-        ]  # fmt: skip
-        line += f"\n{'':9}rejected: {', '.join(parts)}"
-    for r in f.get("rejections") or ():
-        where = r["table"] or ""
-        if r["row_key"] is not None:
-            where += f" #{r['row_key']}"
-        if r["chunk_index"] is not None:
-            where += f" chunk {r['chunk_index']}"
-        line += f"\n{'':11}{r['level']} {where.strip()}: {r['reason']}"
-    if f["error"]:
-        line += f"\n{'':9}{'error' if f['status'] == 'failed' else 'note'}: {f['error']}"
+        counts = {"tables": f.rejected_tables, "rows": f.rejected_rows, "chunks": f.rejected_chunks}
+        line += f"\n{'':9}rejected: {', '.join(f'{n} {what}' for what, n in counts.items() if n)}"
+    for r in f.rejections or ():
+        where = r.table or ""
+        if r.row_key is not None:
+            where += f" #{r.row_key}"
+        if r.chunk_index is not None:
+            where += f" chunk {r.chunk_index}"
+        line += f"\n{'':11}{r.level} {where.strip()}: {r.reason}"
+    if f.error:
+        line += f"\n{'':9}{'error' if f.status == 'failed' else 'note'}: {f.error}"
     return line
 
 
@@ -113,7 +110,7 @@ def files_cmd(
             for f in page.items:
                 typer.echo(format_line(f))
     if json_out:
-        emit_json({"items": items, "next_cursor": page.next_cursor, "counts": page.counts})
+        emit_json({"items": [f.as_dict() for f in items], "next_cursor": page.next_cursor, "counts": page.counts})
         return
     counts = page.counts
     total = sum(counts.get(status, 0) for status in ([status] if status else counts))

@@ -23,6 +23,7 @@ pooled (the pool is opened once, under a lock).  Connections never cross threads
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -47,7 +48,16 @@ from dbembed.store.collections import (
 )
 from dbembed.store.connection import open_connection, open_pool
 from dbembed.store.dataapi_config import is_data_api_url
-from dbembed.store.files import FilePage, FileQuery, count_files, list_files, parse_since, rejections
+from dbembed.store.files import (
+    FileItem,
+    FilePage,
+    FileQuery,
+    FileRejection,
+    count_files,
+    list_files,
+    parse_since,
+    rejections,
+)
 from dbembed.store.paging import Page
 from dbembed.store.runs import recent_runs
 from dbembed.store.scope import Actor
@@ -67,7 +77,7 @@ if TYPE_CHECKING:
     from dbembed.run.schedule import Outcome
     from dbembed.store.search import Hit
 
-__all__ = ["Actor", "ApiKey", "Dbembed", "Page", "FilePage", "ProviderCache", "Status", "default_providers", "parse_since"]
+__all__ = ["Actor", "ApiKey", "Dbembed", "Page", "FileItem", "FilePage", "FileRejection", "ProviderCache", "Status", "default_providers", "parse_since"]
 
 def override(settings: Settings, changes: dict[str, Any]) -> Settings:
     """A copy of ``settings`` with ``changes`` (flat names: ``settle_s``, ``model``...) applied.
@@ -301,10 +311,9 @@ class Dbembed(ChatOperations):
             )  # fmt: skip
             items, nxt = list_files(conn, q, cursor)
             if with_rejections:
-                found = rejections(conn, [f["id"] for f in items])
-                for f in items:
-                    f["rejections"] = found.get(f["id"], [])
-            return FilePage(items, nxt, count_files(conn, q))
+                found = rejections(conn, [f.id for f in items])
+                items = [dataclasses.replace(f, rejections=tuple(found.get(f.id, ()))) for f in items]
+            return FilePage(tuple(items), nxt, count_files(conn, q))
 
     def retry_failed(self, paths: Sequence[str] | None = None) -> int:
         """Queue failed files again (all, or the given paths); the next run indexes them.

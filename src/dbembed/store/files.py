@@ -10,6 +10,7 @@ page 1,000 of a 100k-file tree costs what page 1 costs; every sort key has an in
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -44,6 +45,54 @@ _SELECT = """s.id, c.name, s.path, s.status, s.rows, s.chunks, s.rejected_tables
     s.rejected_chunks, s.tables, s.seen_size,
     CASE WHEN s.seen_mtime IS NULL THEN NULL ELSE to_timestamp(s.seen_mtime) END,
     s.processed_at, s.duration_s, s.attempts, s.run_id, s.model, s.error"""
+
+
+@dataclass(frozen=True)
+class FileRejection:
+    """One thing a file's latest index rejected: ``level`` (table, row or chunk), where, and why."""
+
+    level: str
+    table: str | None
+    row_key: str | None
+    chunk_index: int | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FileItem:
+    """One file of the listing (one ``dbembed.sources`` row): counts of what its latest index holds
+    and rejected, ``size`` in bytes, ``last_change`` (its mtime when last seen) and ``last_indexed``
+    as datetimes, ``duration_s`` seconds of its latest index, and ``rejections`` when asked for."""
+
+    id: int
+    collection: str
+    path: str
+    status: str
+    rows: int | None
+    chunks: int | None
+    rejected_tables: int
+    rejected_rows: int
+    rejected_chunks: int
+    tables: int | None
+    size: int | None  # bytes
+    last_change: datetime | None
+    last_indexed: datetime | None
+    duration_s: float | None
+    attempts: int
+    run_id: int | None
+    model: str | None
+    error: str | None
+    rejections: tuple[FileRejection, ...] | None = None  # None: not asked for
+
+    def as_dict(self) -> dict[str, Any]:
+        """``COLUMNS`` as keys (plus ``rejections`` when listed), values as stored."""
+        out = {name: getattr(self, name) for name in COLUMNS}
+        if self.rejections is not None:
+            out["rejections"] = [r.as_dict() for r in self.rejections]
+        return out
 
 
 @dataclass(frozen=True)
@@ -117,11 +166,9 @@ def _where(q: FileQuery) -> tuple[list[str], dict[str, Any]]:
 
 def list_files(
     conn: psycopg.Connection, q: FileQuery, cursor: str | None = None
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[FileItem], str | None]:
     """One page of files: ``(items, next_cursor)``; ``next_cursor`` is None on the last page.
-
-    Items are dicts with ``COLUMNS`` as keys (``last_change``/``last_indexed`` are datetimes,
-    ``duration_s`` seconds, ``size`` bytes).  Raises ``UsageError`` for a bad filter or cursor."""
+    Raises ``UsageError`` for a bad filter or cursor."""
     q.check()
     key = SORTS[q.sort]
     where, params = _where(q)
@@ -142,7 +189,7 @@ def list_files(
     )
     params["n"] = q.limit + 1
     rows = conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
-    items = [dict(zip(COLUMNS, r[:-1], strict=True)) for r in rows[: q.limit]]
+    items = [FileItem(*r[:-1]) for r in rows[: q.limit]]
     nxt = None
     if len(rows) > q.limit:
         last = rows[q.limit - 1]
@@ -162,7 +209,7 @@ def count_files(conn: psycopg.Connection, q: FileQuery) -> dict[str, int]:
     return {str(st): int(n) for st, n in rows}
 
 
-def rejections(conn: psycopg.Connection, source_ids: list[int], per_file: int = 20) -> dict[int, list[dict[str, Any]]]:
+def rejections(conn: psycopg.Connection, source_ids: list[int], per_file: int = 20) -> dict[int, list[FileRejection]]:
     """What each file's latest index rejected (level table/row/chunk, where, why): at most
     ``per_file`` items per source id, in the order they were recorded."""
     cur = conn.execute(
@@ -172,11 +219,9 @@ def rejections(conn: psycopg.Connection, source_ids: list[int], per_file: int = 
            WHERE n <= %s ORDER BY source_id, id""",
         (source_ids, per_file),
     )
-    out: dict[int, list[dict[str, Any]]] = {}
+    out: dict[int, list[FileRejection]] = {}
     for sid, level, table, key, chunk, reason in cur.fetchall():
-        out.setdefault(int(sid), []).append(
-            {"level": level, "table": table, "row_key": key, "chunk_index": chunk, "reason": reason}
-        )
+        out.setdefault(int(sid), []).append(FileRejection(level, table, key, chunk, reason))
     return out
 
 
@@ -209,16 +254,16 @@ def collection_overview(conn: psycopg.Connection) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class FilePage:
-    """One page of the per-file listing: ``items`` (``dbembed.store.files.COLUMNS`` as keys, plus
-    ``rejections`` when asked for), ``next_cursor`` (None on the last page) and ``counts`` by status
-    over every file matching the filters."""
+    """One page of the per-file listing: ``items`` (:class:`FileItem`), ``next_cursor`` (None on the
+    last page) and ``counts`` by status over every file matching the filters."""
 
-    items: list[dict[str, Any]]
+    items: tuple[FileItem, ...]
     next_cursor: str | None
     counts: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"items": self.items, "next_cursor": self.next_cursor, "counts": self.counts}
+        """The JSON shape of ``dbembed files --json`` and ``GET /v1/files``."""
+        return {"items": [f.as_dict() for f in self.items], "next_cursor": self.next_cursor, "counts": self.counts}
 
 
 def parse_since(text: str | datetime | None, what: str = "since") -> datetime | None:
