@@ -413,7 +413,9 @@ def test_configuration_doc_lists_every_key_in_its_section() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [("workers", -3), ("workers", 0), ("batch_size", 0), ("settle_s", -5), ("dimensions", -5),
-     ("api_db_pool_size", 0), ("page_size", 0), ("hnsw_ef_search", 0), ("lease_s", 0)],
+     ("api_db_pool_size", 0), ("page_size", 0), ("hnsw_ef_search", 0), ("lease_s", 0),
+     ("workers", 100_000), ("concurrency", 10**40), ("api_db_pool_size", 257), ("max_retries", 101),
+     ("batch_size", 10**6), ("page_size", 10**7)],
 )
 def test_out_of_range_numbers_are_refused_naming_the_key(name: str, value: float, monkeypatch) -> None:  # noqa: ANN001
     """Flags/keywords and env vars alike: a ConfigError naming the setting, no pydantic help links."""
@@ -494,3 +496,20 @@ def test_cli_names_the_flag_env_var_and_file(tmp_path: Path, monkeypatch: pytest
     assert f"invalid setting {cfg}: [store] vector_type: must be 'halfvec' or 'vector' (got 'float8')" in stderr(
         "files", "--config", str(cfg)
     )
+
+
+def test_a_huge_workers_flag_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """--workers 100000 (a typo) must not try to start 100000 processes: exit 2 naming the flag and the bound."""
+    import subprocess
+    import sys
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    dbembed = Path(sys.executable).with_name("dbembed")
+    p = subprocess.run(
+        [str(dbembed), "run", str(tree), "--workers", "100000", "--data-dir", str(tmp_path / "d")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 2, p.stderr
+    assert "--workers" in p.stderr and "less than or equal to 256" in p.stderr, p.stderr
+    assert not (tmp_path / "d").exists()  # refused before the embedded database was created

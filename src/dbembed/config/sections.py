@@ -19,6 +19,10 @@ DEFAULT_MODEL = "local:all-MiniLM-L6-v2"
 # Local models' inference runtimes (docs/performance.md); dbembed.embed.backends uses these.
 BACKENDS = ("auto", "torch", "openvino", "onnx")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+# Upper bounds of values that size processes, threads, connections or retries: a typo such as
+# --workers 100000 is refused instead of starting that many processes.
+MAX_PARALLEL = 256
+MAX_RETRIES = 100
 # How a row's text columns become its document (dbembed.text.document): table + column labels,
 # column labels only, or the values alone.
 DOCUMENT_FORMATS = ("table-columns", "columns", "values")
@@ -118,10 +122,10 @@ class SourcesSettings(_DataDir):
     s3_metadata: bool = False  # also write each file's metadata JSON next to its S3 object
     aws_region: str | None = None
     aws_profile: str | None = None
-    max_retries: Annotated[int, Field(ge=0)] = 8  # S3 client attempts (at least 3)
+    max_retries: Annotated[int, Field(ge=0, le=MAX_RETRIES)] = 8  # S3 client attempts (at least 3)
     include_views: bool = False
-    busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
-    page_size: Annotated[int, Field(ge=1)] = 2000
+    busy_timeout_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 5000  # at most an hour
+    page_size: Annotated[int, Field(ge=1, le=1_000_000)] = 2000
     snapshot_dir: Path | None = None  # private snapshots of WAL/changing files (default: temp)
     tables: dict[str, TableOverride] = Field(default_factory=dict)
 
@@ -147,14 +151,14 @@ class EmbedSettings(_DataDir):
 
     model: str = DEFAULT_MODEL
     dimensions: Annotated[int | None, Field(ge=1)] = None  # for models that can shorten (Titan v2, OpenAI v3)
-    batch_size: Annotated[int | None, Field(ge=1)] = None  # default: the provider's own
+    batch_size: Annotated[int | None, Field(ge=1, le=100_000)] = None  # default: the provider's own
     device: str | None = None  # "cpu", "cuda", ... (default: auto)
     # Local models: inference runtime (docs/performance.md).  auto = fastest here whose vectors
     # keep cosine >= 0.999 to torch fp32 (measured once per machine and model, cached).
     backend: str = "auto"  # auto | torch | openvino | onnx (any case)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (any case); int8 is refused (dbembed.embed.backends)
-    concurrency: Annotated[int, Field(ge=1)] = 4  # in-flight requests for remote providers
-    max_retries: Annotated[int, Field(ge=0)] = 8
+    concurrency: Annotated[int, Field(ge=1, le=MAX_PARALLEL)] = 4  # in-flight requests for remote providers
+    max_retries: Annotated[int, Field(ge=0, le=MAX_RETRIES)] = 8
     request_timeout_s: Annotated[float, Field(gt=0)] = 60.0
     retry_backoff_s: Annotated[float, Field(ge=0)] = 0.5  # first retry delay for remote providers (doubles, with jitter)
     retry_backoff_max_s: Annotated[float, Field(ge=0)] = 30.0  # cap on one retry delay (a server's Retry-After may ask for more)
@@ -179,7 +183,7 @@ class EmbedSettings(_DataDir):
 class RunSettings(Section):
     """Indexing runs: workers, leases, commits, and what a run reports (logs, metrics)."""
 
-    workers: Annotated[int, Field(ge=1)] = 1
+    workers: Annotated[int, Field(ge=1, le=MAX_PARALLEL)] = 1  # processes on this machine
     force: bool = False  # re-read every file (unchanged rows are still not re-embedded)
     # Off: every chunk is embedded, even repeated texts (a benchmark baseline).
     embed_cache: bool = True
@@ -206,22 +210,22 @@ class ApiSettings(Section):
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
-    max_k: Annotated[int, Field(ge=1)] = 100
-    max_page_size: Annotated[int, Field(ge=1)] = 200
+    max_k: Annotated[int, Field(ge=1, le=10_000)] = 100
+    max_page_size: Annotated[int, Field(ge=1, le=10_000)] = 200
     max_request_bytes: Annotated[int, Field(ge=1)] = 1_000_000  # larger request bodies get HTTP 413
     max_text_chars: Annotated[int, Field(ge=1)] = 100_000  # longest user input / bot response / query accepted
-    db_pool_size: Annotated[int, Field(ge=1)] = 4  # PostgreSQL connections held by one API process
+    db_pool_size: Annotated[int, Field(ge=1, le=MAX_PARALLEL)] = 4  # PostgreSQL connections held by one API process
 
 
 class ChatSettings(Section):
     """Chat memory: mapped tables, sync batches, the optional summarizer, input limits."""
 
     tables: dict[str, str] = Field(default_factory=dict)  # map onto existing doc-003 tables (docs/chat.md)
-    sync_batch: Annotated[int, Field(ge=1)] = 256  # turns per committed sync batch
+    sync_batch: Annotated[int, Field(ge=1, le=100_000)] = 256  # turns per committed sync batch
     summarizer: str | None = None  # None: memory = turn text; "openai:MODEL" or "bedrock:MODEL-ID"
     summarizer_base_url: str | None = None  # OpenAI-compatible base URL (default: openai_base_url)
     summarizer_api_key_env: str = "OPENAI_API_KEY"  # env var holding the summarizer's API key
     summary_max_chars: Annotated[int, Field(ge=1)] = 20_000  # transcript characters sent to the summarizer per chat
-    max_k: Annotated[int, Field(ge=1)] = 100
-    max_page_size: Annotated[int, Field(ge=1)] = 200
+    max_k: Annotated[int, Field(ge=1, le=10_000)] = 100
+    max_page_size: Annotated[int, Field(ge=1, le=10_000)] = 200
     max_text_chars: Annotated[int, Field(ge=1)] = 100_000  # longest user input / bot response / query accepted
