@@ -43,7 +43,7 @@ def test_workload_edit_changes_exactly_one_document(tmp_path: Path) -> None:
     root = make_short_db(tmp_path / "s" / "tracks.db", 40).parent
     w = Workload("short", root)
     assert len(w.docs) == 40
-    assert find_editable(root) == (Path("tracks.db"), "Track", "Composer", 1)
+    assert find_editable(root) == (Path("tracks.db"), "Track", "Name", 1)  # the widest text column
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
     edited = w.edit(copy)
@@ -51,10 +51,35 @@ def test_workload_edit_changes_exactly_one_document(tmp_path: Path) -> None:
     after = Workload("after", copy).docs
     changed = [(a.text, b.text) for a, b in zip(w.docs, after, strict=True) if a.text != b.text]
     assert len(changed) == 1
-    assert changed[0][1].endswith("(live)")
+    assert "(live)" in changed[0][1]
     assert edited.stat().st_mtime < time.time() - 60
     # the pristine data is untouched
     assert Workload("again", root).docs == w.docs
+
+
+def test_tree_edit_changes_a_document_not_a_left_out_column(tmp_path: Path) -> None:
+    """On the generated tree the last TEXT column can be a timestamp that documents leave out: the
+    edit must change a column the documents hold, or the "one-row edit" embeds nothing."""
+    root = tmp_path / "tree"
+    root.mkdir()
+    conn = sqlite3.connect(root / "products-0001.db")
+    conn.execute(
+        "CREATE TABLE product_reviews (review_id INTEGER PRIMARY KEY, title TEXT, review_text TEXT, reviewed_at TEXT)"
+    )
+    conn.executemany(
+        "INSERT INTO product_reviews VALUES (?, ?, ?, ?)",
+        [(i, f"title {i}", f"a long review text number {i} about the orange one", f"2024-03-{i:02d}T12:39:51Z")
+         for i in range(1, 6)],
+    )  # fmt: skip
+    conn.commit()
+    conn.close()
+    w = Workload("tree", root)
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    w.edit(copy)
+    after = Workload("after", copy).docs
+    changed = [b.text for a, b in zip(w.docs, after, strict=True) if a.text != b.text]
+    assert len(changed) == 1 and "(live)" in changed[0]
 
 
 def test_medians_of_rounds() -> None:
