@@ -415,7 +415,8 @@ def test_configuration_doc_lists_every_key_in_its_section() -> None:
     [("workers", -3), ("workers", 0), ("batch_size", 0), ("settle_s", -5), ("dimensions", -5),
      ("api_db_pool_size", 0), ("page_size", 0), ("hnsw_ef_search", 0), ("lease_s", 0),
      ("workers", 100_000), ("concurrency", 10**40), ("api_db_pool_size", 257), ("max_retries", 101),
-     ("batch_size", 10**6), ("page_size", 10**7)],
+     ("batch_size", 10**6), ("page_size", 10**7), ("lease_s", float("inf")), ("lease_s", 1e300),
+     ("settle_s", float("nan")), ("settle_s", 1e300), ("request_timeout_s", float("inf"))],
 )
 def test_out_of_range_numbers_are_refused_naming_the_key(name: str, value: float, monkeypatch) -> None:  # noqa: ANN001
     """Flags/keywords and env vars alike: a ConfigError naming the setting, no pydantic help links."""
@@ -513,3 +514,18 @@ def test_a_huge_workers_flag_is_refused_before_anything_starts(tmp_path: Path) -
     assert p.returncode == 2, p.stderr
     assert "--workers" in p.stderr and "less than or equal to 256" in p.stderr, p.stderr
     assert not (tmp_path / "d").exists()  # refused before the embedded database was created
+
+
+def test_a_database_url_of_another_database_is_refused_naming_the_flag_without_its_password() -> None:
+    from typer.testing import CliRunner
+
+    from dbembed.cli.main import app
+
+    res = CliRunner().invoke(app, ["status", "--database-url", "mysql://bob:s3cret@db.example/app"])
+    assert res.exit_code == 2, res.output
+    assert "invalid setting --database-url: scheme 'mysql' is not PostgreSQL" in res.stderr, res.stderr
+    assert "s3cret" not in res.stderr and "bob:****@" in res.stderr
+    from dbembed.config import load_settings
+
+    for ok in ("postgresql://u@h/db", "postgres://h/db", "host=h dbname=db", "rds-data://arn:x/db?secret_arn=y"):
+        assert load_settings(database_url=ok).store.database_url == ok

@@ -181,6 +181,9 @@ def test_files_cli_after_a_real_run(cli_env: Path, database_url: str) -> None:  
     assert wrong.exit_code == 2 and "--since 'yesterday'" in wrong.stderr
     status = invoke("status", "--database-url", database_url)
     assert "dbembed files" in status.stdout
+    none = invoke("files", "--glob", "nomatch*", "--database-url", database_url)
+    assert none.exit_code == 0 and "0 of 0 file(s) shown" in none.stdout
+    assert "no recorded file matches --glob nomatch*" in none.stdout and "no files recorded yet" not in none.stdout
 
 
 def test_files_cli_pages_with_cursor_and_all(cli_env: Path, database_url: str) -> None:  # noqa: F811

@@ -119,7 +119,13 @@ def files_cmd(
     if page.next_cursor:
         typer.echo(f"more: add --cursor {page.next_cursor} (or --all)")
     elif not counts:
-        typer.echo("no files recorded yet: run `dbembed run ROOT`")
+        given = [f"--{n} {v}" for n, v in (("status", status), ("glob", glob), ("since", since)) if v]
+        given += ["--rejected"] if rejected else []
+        typer.echo(
+            f"no recorded file matches {' '.join(given)} (drop the filter to see all)"
+            if given
+            else "no files recorded yet: run `dbembed run ROOT`"
+        )
 
 
 def register(app: typer.Typer) -> None:

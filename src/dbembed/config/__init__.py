@@ -51,7 +51,7 @@ from dbembed.config.sections import (
     TableOverride,
     TextSettings,
 )
-from dbembed.errors import ConfigError, echo
+from dbembed.errors import ConfigError, echo, mask_url
 
 __all__ = [
     "BACKENDS", "DEFAULT_MODEL", "DOCUMENT_FORMATS", "PRECISIONS", "FLAT", "SECTIONS", "ApiSettings", "ChatSettings",
@@ -348,7 +348,10 @@ def _describe(exc: Exception, origins: Mapping[tuple[str, str], str] | None = No
         name = (origins or {}).get((loc[0], loc[1])) if len(loc) >= 2 else None
         key = name + "".join(map(_key_part, loc[2:])) if name else ".".join(loc) or "settings"
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        lines.append(f"{key}: {msg[:1].lower() + msg[1:]} (got {echo(err.get('input'))})")
+        value = err.get("input")
+        if loc[-1:] == ("database_url",) and isinstance(value, str):
+            value = mask_url(value)  # never echo a password
+        lines.append(f"{key}: {msg[:1].lower() + msg[1:]} (got {echo(value)})")
     if not lines:
         return f"invalid settings: {exc}"
     return ("invalid setting " if len(lines) == 1 else "invalid settings: ") + "; ".join(lines)

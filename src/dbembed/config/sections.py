@@ -23,6 +23,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 # --workers 100000 is refused instead of starting that many processes.
 MAX_PARALLEL = 256
 MAX_RETRIES = 100
+MAX_SECONDS = 366 * 24 * 3600  # timeouts, waits, leases: at most a year (PostgreSQL intervals, sleeps)
 # How a row's text columns become its document (dbembed.text.document): table + column labels,
 # column labels only, or the values alone.
 DOCUMENT_FORMATS = ("table-columns", "columns", "values")
@@ -49,7 +50,8 @@ class TableOverride(BaseModel):
 class Section(BaseModel):
     """Base of every section: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: inf/nan seconds or sizes are refused here, not as an overflow deep in a run
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class _DataDir(Section):
@@ -80,16 +82,16 @@ class StoreSettings(_DataDir):
     db_iam_auth: bool = False
     db_sslmode: str | None = None
     db_sslrootcert: Path | None = None
-    db_connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    db_connect_timeout_s: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 10.0
     # How long to retry a refused/starting server (Aurora resuming from auto-pause takes up to ~2 min).
     # None = 180 s for AWS targets (RDS/Aurora host, Secrets Manager, IAM auth), 10 s elsewhere.
-    db_resume_wait_s: Annotated[float | None, Field(ge=0)] = None
+    db_resume_wait_s: Annotated[float | None, Field(ge=0, le=MAX_SECONDS)] = None
     aws_region: str | None = None
     aws_profile: str | None = None
     # RDS Data API endpoint (a VPC endpoint, or a local stand-in); default: the region's.
     # The Data API itself is selected by database_url = "rds-data://<cluster-arn>/<db>?secret_arn=..."
     rds_data_endpoint_url: str | None = None
-    request_timeout_s: Annotated[float, Field(gt=0)] = 60.0  # one RDS Data API call (at least 60 s)
+    request_timeout_s: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 60.0  # one RDS Data API call (at least 60 s)
 
     @field_validator("search_mode")
     @classmethod
@@ -100,6 +102,17 @@ class StoreSettings(_DataDir):
     @classmethod
     def _check_vector_type(cls, v: str) -> str:
         return _one_of(v, ("halfvec", "vector"))
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, v: str | None) -> str | None:
+        scheme = v.split("://", 1)[0].lower() if v and "://" in v else None
+        if scheme is not None and scheme not in ("postgresql", "postgres", "rds-data"):
+            raise ValueError(
+                f"scheme {scheme!r} is not PostgreSQL: use postgresql://USER@HOST:PORT/DB, a libpq string"
+                " (host=... dbname=...) or rds-data://CLUSTER-ARN/DB?secret_arn=..."
+            )
+        return v
 
     def resume_wait_s(self, conninfo: str = "") -> float:
         """Seconds to keep retrying a refused or starting server (Aurora auto-pause resume)."""
@@ -115,7 +128,7 @@ class SourcesSettings(_DataDir):
 
     include: list[str] = Field(default_factory=lambda: ["*.db", "*.sqlite", "*.sqlite3"])
     exclude: list[str] = Field(default_factory=list)
-    settle_s: Annotated[float, Field(ge=0)] = 60.0
+    settle_s: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = 60.0
     verify: bool = False  # confirm unchanged size/mtime with a content hash
     s3_endpoint_url: str | None = None  # S3-compatible endpoint (MinIO, moto); default: AWS
     s3_cache_bytes: int = 20 * 1024**3  # local cache of downloaded S3 objects (LRU), in bytes
@@ -159,9 +172,9 @@ class EmbedSettings(_DataDir):
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (any case); int8 is refused (dbembed.embed.backends)
     concurrency: Annotated[int, Field(ge=1, le=MAX_PARALLEL)] = 4  # in-flight requests for remote providers
     max_retries: Annotated[int, Field(ge=0, le=MAX_RETRIES)] = 8
-    request_timeout_s: Annotated[float, Field(gt=0)] = 60.0
-    retry_backoff_s: Annotated[float, Field(ge=0)] = 0.5  # first retry delay for remote providers (doubles, with jitter)
-    retry_backoff_max_s: Annotated[float, Field(ge=0)] = 30.0  # cap on one retry delay (a server's Retry-After may ask for more)
+    request_timeout_s: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 60.0
+    retry_backoff_s: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = 0.5  # first retry delay for remote providers (doubles, with jitter)
+    retry_backoff_max_s: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = 30.0  # cap on one retry delay (a server's Retry-After may ask for more)
     aws_region: str | None = None
     aws_profile: str | None = None
     bedrock_endpoint_url: str | None = None
@@ -187,7 +200,7 @@ class RunSettings(Section):
     force: bool = False  # re-read every file (unchanged rows are still not re-embedded)
     # Off: every chunk is embedded, even repeated texts (a benchmark baseline).
     embed_cache: bool = True
-    lease_s: Annotated[float, Field(gt=0)] = 60.0
+    lease_s: Annotated[float, Field(gt=0, le=MAX_SECONDS)] = 60.0
     # Off: indexing commits do not wait for the WAL flush (each file stays atomic; a database crash can
     # only undo the last moments of work, which the next run redoes).  On: every file is durable at once.
     synchronous_commit: bool = False
