@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbembed.errors import EXIT_OK, EXIT_PARTIAL, interrupted_by
+from dbembed.run.child_reports import ChildReports
 from dbembed.run.rescan import queue_work
 from dbembed.store import runs as run_store
 from dbembed.store import sources as source_store
@@ -112,7 +113,9 @@ def _existing_collection(conn: psycopg.Connection, settings: Settings) -> Collec
     return coll
 
 
-def _spawn_workers(settings: Settings, roots: list[str], coll: Collection, run_id: int) -> list[Any]:
+def _spawn_workers(
+    settings: Settings, roots: list[str], coll: Collection, run_id: int, reports: ChildReports | None = None
+) -> list[Any]:
     from dbembed.run.worker import spawn_target
 
     n = max(1, settings.run.workers)
@@ -131,7 +134,11 @@ def _spawn_workers(settings: Settings, roots: list[str], coll: Collection, run_i
     procs: list[Any] = []
     try:
         for _ in range(n - 1):
-            p = ctx.Process(target=spawn_target, args=(data, roots, coll.name, run_id, threads), daemon=False)
+            p = ctx.Process(
+                target=spawn_target,
+                args=(data, roots, coll.name, run_id, threads, reports.queue if reports else None),
+                daemon=False,
+            )
             p.start()
             procs.append(p)
     except BaseException:
@@ -275,7 +282,13 @@ def _run(
     if queued:
         provider = provider or (provider_factory or get_provider)(settings)
         check_compatible(coll, provider.model_id, provider.dimensions)
-        procs = _spawn_workers(settings, root_list, coll, run_id)
+        reports = None
+        if settings.run.workers > 1 and (on_file or on_progress):
+            reports = ChildReports(multiprocessing.get_context("spawn"), on_file, on_progress)
+            on_file, on_progress = reports.parent_callbacks()
+        procs = _spawn_workers(settings, root_list, coll, run_id, reports)
+        if reports is not None:
+            reports.start()
         try:
             totals = worker_loop(
                 settings,
@@ -291,6 +304,9 @@ def _run(
         except BaseException:  # interrupted or failed: the children stop too (no orphans)
             stop_workers(procs)
             raise
+        finally:
+            if reports is not None:
+                reports.close()
     bad_children = [p.exitcode for p in procs if p.exitcode]
     hnsw_built = ensure_hnsw(conn, coll)
     summary = _summarize(conn, coll, run_id, root_list, started, (found, queued, missing), totals)

@@ -308,20 +308,28 @@ def _sidecar(settings: Settings, collection: str, model: str, dims: int, res: Fi
 
 
 def spawn_target(
-    settings_data: dict[str, Any], roots: list[str], collection: str, run_id: int, threads: int
+    settings_data: dict[str, Any],
+    roots: list[str],
+    collection: str,
+    run_id: int,
+    threads: int,
+    reports: Any = None,
 ) -> None:
     """Entry point of a ``--workers`` child process (spawned: nothing inherited but arguments).
 
     SIGTERM (the parent stopping it) rolls its file in flight back and hands its leases back, then
-    it exits 130; it also stops itself when the parent is gone (no orphan keeps working)."""
+    it exits 130; it also stops itself when the parent is gone (no orphan keeps working).
+    ``reports``: the parent's queue for its progress display (``run.child_reports``), or None."""
     signal.signal(signal.SIGTERM, raise_interrupted)
     _watch_parent(os.getppid())
     os.environ["OMP_NUM_THREADS"] = str(threads)
     from dbembed.config import Settings
+    from dbembed.run.child_reports import child_callbacks
 
     settings = Settings(**settings_data)
+    on_file, on_progress = child_callbacks(reports)
     try:
-        worker_loop(settings, roots, collection, run_id)
+        worker_loop(settings, roots, collection, run_id, on_file=on_file, on_progress=on_progress)
     except KeyboardInterrupt as exc:
         log.info("worker %s stopped (%s)", os.getpid(), interrupted_by(exc))
         sys.exit(EXIT_INTERRUPTED)
