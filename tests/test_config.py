@@ -529,3 +529,22 @@ def test_a_database_url_of_another_database_is_refused_naming_the_flag_without_i
 
     for ok in ("postgresql://u@h/db", "postgres://h/db", "host=h dbname=db", "rds-data://arn:x/db?secret_arn=y"):
         assert load_settings(database_url=ok).store.database_url == ok
+
+
+def test_a_misspelled_environment_variable_is_reported_once(monkeypatch, caplog) -> None:  # noqa: ANN001
+    """pydantic-settings ignores DBEMBED_WORKRS: the user is told, with the variable they meant."""
+    import logging
+
+    from dbembed import config
+    from dbembed.config import load_settings
+
+    monkeypatch.setattr(config, "_warned_env", set())
+    monkeypatch.setenv("DBEMBED_WORKRS", "2")
+    monkeypatch.setenv("DBEMBED_CACHE_DIR", "/tmp/x")  # read elsewhere: not a typo
+    with caplog.at_level(logging.WARNING, logger="dbembed.config"):
+        assert load_settings().run.workers == 1
+        load_settings()
+    warned = [r.getMessage() for r in caplog.records if "DBEMBED_WORKRS" in r.getMessage()]
+    assert warned == ["environment variable DBEMBED_WORKRS is not a dbembed setting and is ignored"
+                      " (did you mean DBEMBED_WORKERS?)"]  # fmt: skip
+    assert not [r for r in caplog.records if "CACHE_DIR" in r.getMessage()]

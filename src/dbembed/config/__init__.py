@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 import tomllib
@@ -52,6 +53,8 @@ from dbembed.config.sections import (
     TextSettings,
 )
 from dbembed.errors import ConfigError, echo, mask_url
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BACKENDS", "DEFAULT_MODEL", "DOCUMENT_FORMATS", "PRECISIONS", "FLAT", "SECTIONS", "ApiSettings", "ChatSettings",
@@ -297,6 +300,7 @@ def load_settings(
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     env = env_values()
+    _warn_misspelled_env()
     origins = _origins(
         ((raw, lambda key: f"{path}: {key}"), (env, lambda key: f"DBEMBED_{key.upper()}"),
          (flags, lambda key: (flag_names or {}).get(key) or f"argument {key}")),
@@ -308,6 +312,29 @@ def load_settings(
         raise
     except Exception as exc:  # pydantic ValidationError and friends
         raise ConfigError(_describe(exc, origins)) from exc
+
+
+# DBEMBED_* variables that are not settings (read elsewhere): never reported as misspelled.
+OTHER_ENV = frozenset({"config", "cache_dir", "debug", "crash_at", "keep_test_tmp", "demo_data"})
+_warned_env: set[str] = set()
+
+
+def _warn_misspelled_env() -> None:
+    """Warn (once per process) about a ``DBEMBED_*`` variable that is no setting but close to one
+    (``DBEMBED_WORKRS``): pydantic-settings ignores it, so the user's value would be lost silently."""
+    known = [*FLAT, *SECTIONS, *OTHER_ENV]
+    for name in os.environ:
+        key = name[len("DBEMBED_") :].lower() if name.upper().startswith("DBEMBED_") else None
+        if key is None or key in known or name in _warned_env:
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        if close:
+            _warned_env.add(name)
+            log.warning(
+                "environment variable %s is not a dbembed setting and is ignored (did you mean DBEMBED_%s?)",
+                echo(name)[1:-1],
+                close[0].upper(),
+            )
 
 
 Layer = tuple[Mapping[str, Any], Callable[[str], str]]
