@@ -76,11 +76,37 @@ class InvalidInput(UsageError):
         self.field = field
 
 
+class InvalidParameter(InvalidInput):
+    """An HTTP request parameter (query or path parameter, JSON field) is malformed or out of range:
+    422, the status the HTTP API's own request validation answers, the message naming it as
+    ``query parameter k: ...`` or ``JSON field theme: ...``."""
+
+    http_status = 422
+
+
 class InvalidText(InvalidInput):
     """A text is there but unusable: it has no visible character (a chat turn's user input, a
     search query), or its bytes are not UTF-8 (HTTP 422)."""
 
     http_status = 422
+
+
+def in_range(what: str, value: object, low: int, high: int) -> int:
+    """``value`` when it is an integer (not a bool) in ``low..high``, else ``InvalidInput`` about
+    parameter ``what``: ``k: must be between 1 and 100 (got 0)``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{what}: must be between {low} and {high} (got {echo(value)})", what)
+    return value
+
+
+def renamed(exc: InvalidInput, names: dict[str, str], cls: type[InvalidInput] | None = None) -> InvalidInput:
+    """``exc`` naming its parameter as ``names`` maps it (``{"limit": "-n/--limit"}``), as ``cls``
+    (default its own class); ``exc`` itself when it names no parameter of ``names``."""
+    name = names.get(exc.field or "")
+    message = str(exc)
+    if name is None or exc.field is None or not message.startswith(exc.field):
+        return exc
+    return (cls or type(exc))(name + message[len(exc.field) :], field=name)
 
 
 @contextlib.contextmanager
@@ -90,11 +116,10 @@ def named_as(**names: str) -> Iterator[None]:
     try:
         yield
     except InvalidInput as exc:
-        name = names.get(exc.field or "")
-        message = str(exc)
-        if name is None or exc.field is None or not message.startswith(exc.field):
+        new = renamed(exc, names)
+        if new is exc:
             raise
-        raise type(exc)(name + message[len(exc.field) :], field=name) from None
+        raise new from None
 
 
 class AccessDenied(UsageError):

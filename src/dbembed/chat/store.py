@@ -16,10 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dbembed.chat.sync import SyncResult, sync_memory
-from dbembed.errors import AccessDenied, InvalidInput, NotFound
+from dbembed.errors import AccessDenied, InvalidInput, NotFound, echo, in_range
 from dbembed.store import chat_history as history
 from dbembed.store import chat_memory as memory
 from dbembed.store.chat_tables import MemoryTable, mapped_history, mapping_from_settings, native_history
+from dbembed.store.files import parse_since
 from dbembed.store.memory_spaces import all_memory_tables, memory_table
 from dbembed.store.scope import MAX_THEME_CHARS, Actor, check_chat_id, scoped
 from dbembed.text.inputs import clean_input
@@ -70,9 +71,7 @@ class ChatStore:
         return self._provider
 
     def _page(self, limit: int) -> int:
-        if not 1 <= limit <= self.settings.chat.max_page_size:
-            raise InvalidInput(f"limit must be between 1 and {self.settings.chat.max_page_size}")
-        return limit
+        return in_range("limit", limit, 1, self.settings.chat.max_page_size)
 
     def _theme(self, theme: str | None) -> str | None:
         return None if theme is None else clean_input(theme, "theme", MAX_THEME_CHARS)
@@ -160,24 +159,18 @@ class ChatStore:
         *,
         k: int = 10,
         theme: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
         mode: str | None = None,
     ) -> list[memory.MemoryHit]:
         """The user's memories best matching ``query``: ``mode`` hybrid (default,
         ``settings.search_mode``), vector (meaning) or lexical (exact words; the query is not embedded).
 
-        The query is cleaned like the turns were; ``since``/``until`` without a time zone are UTC.
+        The query is cleaned like the turns were; ``since``/``until`` are what ``parse_since`` takes
+        (an ISO 8601 date/time, UTC unless it names an offset, or an age such as ``2h``, ``7d``).
+        Raises ``InvalidInput`` whose ``field`` names the parameter at fault.
         """
-        query = clean_input(query, "query", self.settings.chat.max_text_chars, allow_empty=False)
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.settings.chat.max_k:
-            raise InvalidInput(f"k must be between 1 and {self.settings.chat.max_k}")
-        since, until = _utc(since, "since"), _utc(until, "until")
-        if since is not None and until is not None and since > until:
-            raise InvalidInput("'since' must not be after 'until'")
-        mode = mode or self.settings.store.search_mode
-        if mode not in memory.MODES:
-            raise InvalidInput(f"mode must be one of {', '.join(memory.MODES)}")
+        query, since, until, mode = search_terms(self.settings, query, k=k, since=since, until=until, mode=mode)
         theme = self._theme(theme)
         # Embedded outside the transaction: no lock held while embedding.
         vector = None if mode == "lexical" else self.provider.embed_query(query)
@@ -240,10 +233,24 @@ class ChatStore:
         return {"memories_deleted": deleted, "turns_deleted": turns, "cutoff": cutoff}
 
 
-def _utc(when: datetime | None, what: str) -> datetime | None:
-    """An aware datetime (naive means UTC), so a naive and an aware bound compare."""
-    if when is None:
-        return None
-    if not isinstance(when, datetime):
-        raise InvalidInput(f"'{what}' must be a date-time")
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+def search_terms(
+    settings: Settings,
+    query: str,
+    *,
+    k: int = 10,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    mode: str | None = None,
+) -> tuple[str, datetime | None, datetime | None, str]:
+    """A memory search's arguments checked, without a database: the cleaned query, ``since`` and
+    ``until`` (``parse_since``) and the mode.  Raises ``InvalidInput`` whose ``field`` names the
+    parameter at fault (``k``, ``since``, ``until``, ``mode``, ``query``)."""
+    query = clean_input(query, "query", settings.chat.max_text_chars, allow_empty=False)
+    in_range("k", k, 1, settings.chat.max_k)
+    when, upto = parse_since(since, "since"), parse_since(until, "until")
+    if when is not None and upto is not None and when > upto:
+        raise InvalidInput(f"since: must not be after until ({when.isoformat()} > {upto.isoformat()})", "since")
+    mode = mode or settings.store.search_mode
+    if mode not in memory.MODES:
+        raise InvalidInput(f"mode: must be one of {', '.join(memory.MODES)} (got {echo(mode)})", "mode")
+    return query, when, upto, mode

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -129,8 +128,12 @@ def search(
     user: str, query: str, tenant: TenantOpt = "default",
     k: Annotated[int, typer.Option("-k", "--k", help="How many memories.")] = 10,
     theme: Annotated[str | None, typer.Option("--theme")] = None,
-    since: Annotated[datetime | None, typer.Option("--since", help="Only conversations from then on.")] = None,
-    until: Annotated[datetime | None, typer.Option("--until", help="Only conversations before then.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only conversations from then on: 2026-11-30T14:00, or an age: 2h, 7d.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Only conversations before then (same forms as --since).")
+    ] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="hybrid (default), vector or lexical.")] = None,
     config: ConfigOpt = None, database_url: DatabaseUrlOpt = None, data_dir: DataDirOpt = None,
     model: ModelOpt = None, collection: CollectionOpt = None, as_json: JsonOpt = False,

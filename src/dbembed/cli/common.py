@@ -23,7 +23,9 @@ from dbembed.errors import (
     EXIT_PARTIAL,
     EXIT_PIPE_CLOSED,
     DbembedError,
+    InvalidInput,
     interrupted_by,
+    renamed,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,14 +85,37 @@ def err(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
 
 
+def typed_names(fn: Callable[..., Any]) -> dict[str, str]:
+    """Each parameter of command ``fn`` as its user types it: ``{"limit": "-n/--limit",
+    "k": "-k", "query": "QUERY"}`` (short spellings first; an argument by its metavar)."""
+    import typing
+
+    from typer.models import ArgumentInfo, OptionInfo
+
+    names: dict[str, str] = {}
+    for param, hint in typing.get_type_hints(fn, include_extras=True).items():
+        for info in getattr(hint, "__metadata__", ()):
+            if isinstance(info, OptionInfo):
+                given = (info.default, *(info.param_decls or ()))  # Annotated: the first spelling is `default`
+                decls = [d for g in given if isinstance(g, str) for d in g.split("/") if d.startswith("-")]
+                decls = [d for d in decls if not d.startswith("--no-")] or ["--" + param.replace("_", "-")]
+                names[param] = "/".join(sorted(dict.fromkeys(decls), key=lambda d: (d.startswith("--"), d)))
+            elif isinstance(info, ArgumentInfo):
+                names[param] = info.metavar or param.upper()
+    return names
+
+
 def handle_errors(fn: F) -> F:
-    """Map library errors to one clear line on stderr and the documented exit code."""
+    """Map library errors to one clear line on stderr and the documented exit code; a bad value
+    of a parameter (``InvalidInput`` with its ``field``) is named as typed: ``-n/--limit: ...``."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except DbembedError as exc:
+            if isinstance(exc, InvalidInput):
+                exc = renamed(exc, typed_names(fn))
             err(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:

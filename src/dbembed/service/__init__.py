@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from dbembed.config import Settings, load_settings
 from dbembed.embed.provider_cache import ProviderCache, default_providers
 from dbembed.embed.registry import split_spec
-from dbembed.errors import ConfigError, NotFound, UsageError, echo
+from dbembed.errors import ConfigError, InvalidInput, NotFound, echo, in_range
 from dbembed.generate import generate as generate_files
 from dbembed.run.plan import plan_run
 from dbembed.run.schedule import locked_run, parse_cron, run_schedule
@@ -201,20 +201,19 @@ class Dbembed(ChatOperations):
         """Top-k chunks for ``query``: ``mode`` ``"hybrid"`` (default, ``settings.search_mode``),
         ``"vector"`` (embedded with the collection's own model) or ``"lexical"`` (tokens only; the
         model is not loaded).  ``file`` is a path glob, ``table`` a table name (case-insensitive).
-        Raises ``InvalidText`` for a query with no visible character, ``UsageError`` for an
-        over-long query (``max_text_chars``), a filter holding
-        NUL or over 4096 characters, k outside 1..1000 or an unknown mode,
+        Raises ``InvalidText`` for a query with no visible character, ``InvalidInput`` (its
+        ``field`` the parameter at fault) for an over-long query (``max_text_chars``), a filter
+        holding NUL or over 4096 characters, k outside 1..1000 or an unknown mode,
         ``NotFound`` when nothing is indexed, ``CollectionMismatch`` for another model's index."""
         from dbembed.store.search import MODES, search_chunks
         _check_filters(file=file, table=table)
         # The same hygiene (NUL/controls removed, NFKC...) as the indexed documents, then the length limit.
         query = clean_input(query or "", "query", self.settings.max_text_chars, allow_empty=False)
-        if k < 1 or k > 1000:
-            raise UsageError(f"k must be between 1 and 1000 (got {k})")
+        in_range("k", k, 1, 1000)
         s = self.settings
         mode = mode or s.search_mode
         if mode not in MODES:
-            raise UsageError(f"mode must be one of {', '.join(MODES)} (got {echo(mode)})")
+            raise InvalidInput(f"mode: must be one of {', '.join(MODES)} (got {echo(mode)})", "mode")
         with self.connection() as conn:
             coll = self._search_collection(conn)
             vec = None
@@ -266,6 +265,7 @@ class Dbembed(ChatOperations):
         was rejected below the file level.  Raises ``DatabaseUnavailable``."""
         from dbembed.run.index import abandoned_after_s
         after = abandoned_after_s(self.settings)
+        in_range("runs", runs, 0, 10_000), in_range("failures", failures, 0, 10_000)
         with self.connection() as conn:
             return Status([
                 collection_status(conn, c, runs=runs, failures=failures, abandoned_after_s=after)
@@ -275,6 +275,7 @@ class Dbembed(ChatOperations):
     def runs(self, limit: int = 20) -> list[RunRecord]:
         """The ``limit`` newest runs (of ``settings.collection`` when set), newest first."""
         from dbembed.run.index import abandoned_after_s
+        in_range("limit", limit, 1, 10_000)
         with self.connection() as conn:
             cid = require_collection(conn, self.settings.collection).id if self.settings.collection else None
             rows = recent_runs(conn, cid, limit, abandoned_after_s(self.settings))
@@ -297,18 +298,21 @@ class Dbembed(ChatOperations):
         """One page of the per-file listing (``dbembed files``, ``GET /v1/files``), keyset-paged:
         pass ``next_cursor`` back as ``cursor``.  ``rejected`` keeps only files with rejections;
         ``with_rejections`` lists each one (``{level, table, row_key, chunk_index, reason}``);
-        ``collection`` (default ``settings.collection``, else all) names one collection.  Raises
-        ``UsageError`` for an unknown status/sort, a bad ``since``, filter or cursor, ``NotFound``
+        ``collection`` (default ``settings.collection``, else all) names one collection; ``since`` is
+        what ``parse_since`` takes (ISO 8601 date/time or an age: ``2h``).  Raises ``InvalidInput``
+        (its ``field`` the parameter at fault) for an unknown status/sort, a bad ``since``, limit,
+        filter, ``UsageError`` for a bad cursor, ``NotFound``
         for an unknown collection."""
         _check_filters(glob=glob, since=since if isinstance(since, str) else None, collection=collection)
-        when = parse_since(since)
+        q = FileQuery(
+            status=status, glob=glob, since=parse_since(since), sort=sort,
+            descending=descending, limit=limit, rejected=rejected,
+        )  # fmt: skip
+        q.check()  # before connecting: a bad filter is refused without starting a database
         name = collection or self.settings.collection
         with self.connection() as conn:
-            cid = require_collection(conn, name).id if name else None
-            q = FileQuery(
-                collection_id=cid, status=status, glob=glob, since=when, sort=sort,
-                descending=descending, limit=limit, rejected=rejected,
-            )  # fmt: skip
+            if name:
+                q = dataclasses.replace(q, collection_id=require_collection(conn, name).id)
             items, nxt = list_files(conn, q, cursor)
             if with_rejections:
                 found = rejections(conn, [f.id for f in items])

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from dbembed.errors import InvalidInput, echo, in_range
 from dbembed.store import api_keys
 from dbembed.store.api_keys import ApiKey
 from dbembed.store.connection import ping
@@ -60,10 +61,14 @@ class ChatOperations:
 
     def list_chats(self, actor: Actor, **kw: Any) -> Any:
         """A ``Page`` of the user's chats, most recently active first (``limit``, ``cursor``, ``theme``)."""
+        if "limit" in kw:  # refused before a database is opened
+            in_range("limit", kw["limit"], 1, self.settings.chat.max_page_size)
         return self._chat("list_chats", actor, **kw)
 
     def list_turns(self, actor: Actor, chat_id: int, **kw: Any) -> Any:
         """A ``Page`` of a chat's turns, newest first (``limit``, ``cursor``)."""
+        if "limit" in kw:  # refused before a database is opened
+            in_range("limit", kw["limit"], 1, self.settings.chat.max_page_size)
         return self._chat("list_turns", actor, chat_id, **kw)
 
     def sync_memory(self, **kw: Any) -> Any:
@@ -72,7 +77,12 @@ class ChatOperations:
         return self._chat("sync", **kw)
 
     def search_memory(self, actor: Actor, query: str, **kw: Any) -> Any:
-        """Search one user's memory (``k``, ``theme``, ``since``, ``until``, ``mode``): ``MemoryHit``s."""
+        """Search one user's memory (``k``, ``theme``, ``since``, ``until``, ``mode``): ``MemoryHit``s.
+        ``since``/``until``: an ISO 8601 date/time or an age (``2h``, ``7d``), see ``parse_since``;
+        bad arguments are refused (``InvalidInput``) before a database is opened."""
+        from dbembed.chat.store import search_terms
+
+        search_terms(self.settings, query, **{n: kw[n] for n in ("k", "since", "until", "mode") if n in kw})
         return self._chat("search", actor, query, **kw)
 
     def delete_user(self, actor: Actor) -> Any:
@@ -81,6 +91,8 @@ class ChatOperations:
 
     def retention(self, days: float, *, include_history: bool = False) -> Any:
         """Expire memory (and with ``include_history`` turns) older than ``days``; returns counts."""
+        if not 0 <= days <= 1e6:  # also NaN; refused before a database is opened
+            raise InvalidInput(f"days: must be between 0 and 1000000 (got {echo(days)})", "days")
         return self._chat("retention", days, include_history=include_history)
 
     # -- API keys and the health check -------------------------------------------------

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from psycopg import sql
 
-from dbembed.errors import InvalidInput, NotFound
+from dbembed.errors import InvalidInput, NotFound, echo
 from dbembed.store.chat_tables import MemoryTable
 from dbembed.store.lexical import QueryPlan, match_sql, query_plan, score_sql, tiebreak_sql
 from dbembed.store.scope import Actor
@@ -141,9 +141,9 @@ def search(
     """The actor's ``k`` best memories for the query (optionally by theme and time) in ``mode``:
     ``vector`` needs ``query_vector``, ``lexical`` needs ``query``, ``hybrid`` both."""
     if since is not None and until is not None and since > until:
-        raise InvalidInput("'since' must not be after 'until'")
+        raise InvalidInput("since: must not be after until", "since")
     if mode not in MODES:
-        raise InvalidInput(f"mode must be one of {', '.join(MODES)}")
+        raise InvalidInput(f"mode: must be one of {', '.join(MODES)}", "mode")
     if mode != "vector" and mt.mapped:
         if mode == "lexical":
             raise InvalidInput(
@@ -201,7 +201,7 @@ def expire(conn: psycopg.Connection, mt: MemoryTable, days: float) -> tuple[int,
     table) are left alone.
     """
     if days < 0:
-        raise InvalidInput("retention days must be >= 0")
+        raise InvalidInput(f"days: must be >= 0 (got {echo(days)})", "days")
     cutoff = datetime.now(UTC) - timedelta(days=days)
     with conn.transaction():
         n = conn.execute(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from dbembed.errors import UsageError, echo
+from dbembed.errors import InvalidInput, UsageError, echo, in_range
 from dbembed.store.sources import STATUSES
 
 if TYPE_CHECKING:
@@ -111,11 +111,10 @@ class FileQuery:
 
     def check(self) -> None:
         if self.status is not None and self.status not in STATUSES:
-            raise UsageError(f"status must be one of {', '.join(STATUSES)} (got {echo(self.status)})")
+            raise InvalidInput(f"status: must be one of {', '.join(STATUSES)} (got {echo(self.status)})", "status")
         if self.sort not in SORTS:
-            raise UsageError(f"sort must be one of {', '.join(SORTS)} (got {echo(self.sort)})")
-        if not 1 <= self.limit <= 10_000:
-            raise UsageError(f"limit must be between 1 and 10000 (got {self.limit})")
+            raise InvalidInput(f"sort: must be one of {', '.join(SORTS)} (got {echo(self.sort)})", "sort")
+        in_range("limit", self.limit, 1, 10_000)
 
 
 def path_like(glob: str) -> str:
@@ -267,19 +266,27 @@ class FilePage:
 
 
 def parse_since(text: str | datetime | None, what: str = "since") -> datetime | None:
-    """A time bound: an ISO 8601 date or time (UTC unless it names a zone), or an age such as
-    ``90s``, ``15m``, ``2h``, ``7d``.  Raises ``UsageError`` naming ``what`` (the caller's own
-    name for it: the query parameter ``since``, the flag ``--since``) and the value otherwise."""
-    if text is None or isinstance(text, datetime):
-        return text
+    """The one parser of time bounds (``since``, ``until``) on every surface: an aware datetime,
+    or None for None.  Takes an ISO 8601 date or date-time (UTC unless it names an offset), an age
+    back from now (``90s``, ``15m``, ``2h``, ``7d``, ``2w``; decimals allowed) or a ``datetime``
+    (naive means UTC).  Raises ``InvalidInput`` whose ``field`` is ``what`` (the surface renames it:
+    the flag ``--since``, the query parameter ``since``), message ``what: ... (got VALUE)``."""
+    if text is None:
+        return None
+    if isinstance(text, datetime):
+        return text if text.tzinfo else text.replace(tzinfo=UTC)
+    if not isinstance(text, str):
+        raise InvalidInput(f"{what}: must be an ISO 8601 date/time or an age such as 2h (got {echo(text)})", what)
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
-    if m:
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
-        return datetime.now(UTC) - timedelta(seconds=float(m.group(1)) * unit)
     try:
+        if m:
+            unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+            return datetime.now(UTC) - timedelta(seconds=float(m.group(1)) * unit)
         when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(
-            f"{what} {echo(text)}: give an ISO date/time (2026-11-30, 2026-11-30T14:00) or an age (90s, 15m, 2h, 7d)"
+    except (OverflowError, ValueError):
+        raise InvalidInput(
+            f"{what}: give an ISO 8601 date/time (2026-11-30, 2026-11-30T14:00, 2026-11-30T14:00+01:00)"
+            f" or an age back from now (90s, 15m, 2h, 7d, 2w) (got {echo(text)})",
+            what,
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
