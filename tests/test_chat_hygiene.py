@@ -117,7 +117,7 @@ def test_cli_add_turn_with_bytes_that_are_not_utf8(database_url: str, tmp_path: 
     bad = subprocess.run([*base, b"caf\xe9", b"7", b"--input", b"hello", *db], capture_output=True, env=env,
                          timeout=120)  # fmt: skip
     assert bad.returncode == 2, bad.stderr
-    assert b"user id is not valid UTF-8 text" in bad.stderr and b"Traceback" not in bad.stderr
+    assert b"user id: not valid UTF-8 text" in bad.stderr and b"Traceback" not in bad.stderr
     # The same through the in-process runner (what typer receives), for the other commands.
     listed = _cli(database_url, "chat", "list-turns", "kim", "7", "--json")
     assert listed["items"][0]["user_input"] == turn["user_input"]

@@ -34,7 +34,10 @@ def echo(value: object, max_chars: int = ECHO_MAX_CHARS) -> str:
     """A value the user gave, as an error message quotes it: its ``repr`` (quoted, control
     characters escaped), cut to about ``max_chars`` characters with the full length named, so
     that a 5000-digit number or a pasted document leaves the message readable."""
-    shown = repr(value)
+    try:
+        shown = repr(value)
+    except ValueError:  # an int past Python's int_max_str_digits cannot even be printed
+        return f"a number of {value.bit_length() * 0.30103:,.0f} digits" if isinstance(value, int) else "?"
     if len(shown) <= max_chars:
         return shown
     size = len(value) if isinstance(value, str | bytes) else len(str(value))

@@ -7,7 +7,10 @@
   Starlette's plain-text ``Internal Server Error``.  A lost or saturated database
   (``psycopg.OperationalError``, ``psycopg_pool.PoolTimeout``) is a 503.
 * ``install_handlers`` maps ``DbembedError`` subclasses by their ``http_status``
-  (``dbembed.errors``), request validation to 422 and ``HTTPException`` to its status.
+  (``dbembed.errors``), request validation to 422 and ``HTTPException`` to its status.  Every
+  bad request parameter, whoever finds it (FastAPI or the service), is one shape: 422,
+  ``query parameter k: ...`` / ``path parameter chat_id: ...`` / ``JSON field theme: ...`` or
+  ``request body: ...``, never a Python internal.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
@@ -25,7 +29,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dbembed.errors import DatabaseUnavailable, DbembedError, echo
+from dbembed.errors import DatabaseUnavailable, DbembedError, InvalidInput, InvalidParameter, echo, renamed
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -149,6 +153,9 @@ def _validation_message(exc: RequestValidationError) -> str:
             parts.append(f"request body is not valid JSON ({(err.get('ctx') or {}).get('error', 'invalid')})")
             continue
         loc = [str(p) for p in err.get("loc", ())]
+        if loc == ["body"]:  # the body as a whole: absent, not JSON, or JSON but not an object
+            parts.append(_whole_body(err))
+            continue
         kind = _WHERE.get(loc[0], "") if loc else ""
         name = ".".join(loc[1:] if kind else loc)
         where = f"{kind} {name}".strip() if name else ("request body" if kind == "JSON field" else "request")
@@ -158,9 +165,41 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+# A service parameter whose HTTP name differs (the rest are spelled alike).
+HTTP_NAMES = {"query": "q", "descending": "desc"}
+
+
+def as_request_parameter(request: Request, exc: InvalidInput) -> InvalidInput:
+    """A bad value of a parameter this request gave, said as FastAPI's own validation says it:
+    ``InvalidParameter`` (422) ``query parameter k: must be between 1 and 100 (got 101)`` (or
+    ``path parameter``; a route names JSON fields itself with ``named_as``).  Others unchanged."""
+    if exc.field is None:
+        return exc
+    if exc.field.startswith("JSON field "):
+        return renamed(exc, {exc.field: exc.field}, InvalidParameter)
+    name = HTTP_NAMES.get(exc.field, exc.field)
+    for where, given in (("query parameter", request.query_params), ("path parameter", request.path_params)):
+        if name in given:
+            return renamed(exc, {exc.field: f"{where} {name}"}, InvalidParameter)
+    return exc
+
+
+def _whole_body(err: Any) -> str:
+    """What is wrong with the request body as a whole, in HTTP terms."""
+    given = err.get("input")
+    if err.get("type") == "missing" or given in (b"", None):
+        return "request body: required (a JSON object)"
+    if isinstance(given, bytes):  # FastAPI parses a body as JSON only when its Content-Type says so
+        return "request body: must be a JSON object sent with Content-Type: application/json"
+    kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return f"request body: must be a JSON object (got {kind.get(type(given), 'another JSON value')})"
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(DbembedError)
     async def _dbembed_error(request: Request, exc: DbembedError) -> JSONResponse:
+        if isinstance(exc, InvalidInput):
+            exc = as_request_parameter(request, exc)
         status = exc.http_status
         if status >= 500:
             log.error("request %s %s: %s (request id %s)", request.method, request.url.path, exc,
@@ -175,7 +214,9 @@ def install_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail: Any = exc.detail
         message = _body_error(exc.__cause__) if exc.__cause__ is not None else None
-        return error_response(request, exc.status_code, message or str(detail), dict(exc.headers or {}))
+        # A body that could not be parsed is refused like any other invalid request (422).
+        status = 422 if message else exc.status_code
+        return error_response(request, status, message or str(detail), dict(exc.headers or {}))
 
 
 def _body_error(cause: BaseException) -> str | None:
@@ -185,5 +226,8 @@ def _body_error(cause: BaseException) -> str | None:
     if isinstance(cause, UnicodeDecodeError):
         return f"request body is not UTF-8 (byte 0x{cause.object[cause.start]:02x} at offset {cause.start})"
     if isinstance(cause, ValueError):
-        return f"request body: {str(cause).splitlines()[0][:200]}"
+        text = str(cause).splitlines()[0] if str(cause) else ""
+        if "integer string conversion" in text:  # Python's int_max_str_digits guard, said in JSON terms
+            return f"request body: a JSON number has too many digits (at most {sys.get_int_max_str_digits():,})"
+        return f"request body is not valid JSON ({text[:200] or 'invalid'})"
     return None

@@ -7,13 +7,13 @@ return JSON.  Errors are mapped to HTTP statuses in ``dbembed.api.errors``.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from dbembed.api.auth import Principal, actor, principal, state
+from dbembed.api.routes_files import SearchMode
 from dbembed.errors import named_as
 from dbembed.service import Actor
 
@@ -23,6 +23,9 @@ ChatId = Annotated[int, Path(ge=0, le=2**63 - 1, description="Chat id (>= 0), ch
 Limit = Annotated[int, Query(ge=1, description="Page size (at most settings.max_page_size).")]
 Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page.")]
 ThemeQ = Annotated[str | None, Query(max_length=512)]
+TimeQ = Annotated[
+    str | None, Query(max_length=64, description="ISO 8601 date/time (UTC unless it names an offset) or an age: 2h, 7d.")
+]
 
 
 class TurnIn(BaseModel):
@@ -35,6 +38,7 @@ class TurnIn(BaseModel):
 
 
 ActorDep = Annotated[Actor, Depends(actor)]
+BODY_FIELDS = {name: f"JSON field {name}" for name in TurnIn.model_fields}
 
 
 @router.get("/me", tags=["auth"])
@@ -46,7 +50,7 @@ def whoami(who: Annotated[Principal, Depends(principal)], me: ActorDep) -> dict[
 @router.post("/chats/{chat_id}/turns", status_code=201)
 def add_turn(chat_id: ChatId, body: TurnIn, me: ActorDep, request: Request) -> dict[str, Any]:
     """Store one turn of a chat (user input + bot response)."""
-    with state(request).service.chat_store(rls=True) as s:
+    with state(request).service.chat_store(rls=True) as s, named_as(**BODY_FIELDS):
         turn = s.add_turn(me, chat_id, body.user_input, body.bot_response, theme=body.theme, turn_no=body.turn_no)
     state(request).metrics.count("turns_written")
     return turn.as_dict()
@@ -84,15 +88,12 @@ def search_memory(
     q: Annotated[str, Query(min_length=1, description="What to remember.")],
     k: Annotated[int, Query(ge=1)] = 10,
     theme: ThemeQ = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    mode: Annotated[
-        str | None,
-        Query(pattern="^(hybrid|vector|lexical)$", description="hybrid (default), vector or lexical."),
-    ] = None,
+    since: TimeQ = None,
+    until: TimeQ = None,
+    mode: Annotated[SearchMode | None, Query(description="hybrid (default), vector or lexical.")] = None,
 ) -> dict[str, Any]:
     """The user's memories best matching ``q`` by meaning and words (optionally one theme, a time range)."""
-    with state(request).service.chat_store(rls=True) as s, named_as(query="q"):
+    with state(request).service.chat_store(rls=True) as s:
         hits = s.search(me, q, k=k, theme=theme, since=since, until=until, mode=mode)
     state(request).metrics.count("memory_searches")
     return {"items": [h.as_dict() for h in hits]}

@@ -8,15 +8,16 @@ come from one pool per process.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from dbembed.api.auth import principal, state
-from dbembed.errors import InvalidInput, named_as
+from dbembed.errors import in_range
 
 router = APIRouter(prefix="/v1", tags=["files"], dependencies=[Depends(principal)])
 
+SearchMode = Literal["hybrid", "vector", "lexical"]
 HIT_FIELDS = ("score", "path", "table", "row_key", "chunk_no", "text")
 
 
@@ -31,10 +32,7 @@ def _hit(hit: Any) -> dict[str, Any]:
 
 
 def _page_limit(request: Request, limit: int) -> int:
-    most = state(request).settings.max_page_size
-    if limit > most:
-        raise InvalidInput(f"limit must be between 1 and {most}")
-    return limit
+    return in_range("limit", limit, 1, state(request).settings.max_page_size)
 
 
 @router.get("/search")
@@ -44,17 +42,11 @@ def search_files(
     k: Annotated[int, Query(ge=1)] = 10,
     file: Annotated[str | None, Query(max_length=4096, description="Only this file (path or glob).")] = None,
     table: Annotated[str | None, Query(max_length=512, description="Only this SQLite table.")] = None,
-    mode: Annotated[
-        str | None,
-        Query(pattern="^(hybrid|vector|lexical)$", description="hybrid (default), vector or lexical."),
-    ] = None,
+    mode: Annotated[SearchMode | None, Query(description="hybrid (default), vector or lexical.")] = None,
 ) -> dict[str, Any]:
     """Search over the file index: by meaning, exact words, or both fused (``mode``)."""
     st = state(request)
-    if k > st.settings.max_k:
-        raise InvalidInput(f"k must be between 1 and {st.settings.max_k}")
-    with named_as(query="q"):
-        hits = st.service.search(q, k, file=file, table=table, mode=mode)
+    hits = st.service.search(q, in_range("k", k, 1, st.settings.max_k), file=file, table=table, mode=mode)
     st.metrics.count("file_searches")
     return {"items": [_hit(h) for h in hits]}
 
@@ -67,7 +59,7 @@ def list_files(
         str | None, Query(max_length=4096, description="Only paths matching this glob (bare name: any folder).")
     ] = None,
     since: Annotated[
-        str | None, Query(max_length=64, description="Indexed or changed since: ISO time or age (2h, 7d).")
+        str | None, Query(max_length=64, description="Indexed or changed since: ISO 8601 date/time or age (2h, 7d).")
     ] = None,
     sort: Annotated[
         str, Query(description="path, last_indexed, last_change, duration, rows, chunks or size.")

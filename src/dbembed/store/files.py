@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from dbembed.errors import InvalidInput, UsageError, echo, in_range
+from dbembed.errors import InvalidInput, echo, in_range
 from dbembed.store.sources import STATUSES
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def decode_cursor(cursor: str) -> tuple[Any, int]:
         value, last_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         return value, int(last_id)
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise UsageError("invalid cursor (pass back the next_cursor of the previous page)") from exc
+        raise InvalidInput("cursor: invalid cursor (pass back the next_cursor of the previous page)", "cursor") from exc
 
 
 def _where(q: FileQuery) -> tuple[list[str], dict[str, Any]]:
@@ -167,7 +167,7 @@ def list_files(
     conn: psycopg.Connection, q: FileQuery, cursor: str | None = None
 ) -> tuple[list[FileItem], str | None]:
     """One page of files: ``(items, next_cursor)``; ``next_cursor`` is None on the last page.
-    Raises ``UsageError`` for a bad filter or cursor."""
+    Raises ``InvalidInput`` for a bad filter or cursor."""
     q.check()
     key = SORTS[q.sort]
     where, params = _where(q)

@@ -52,4 +52,4 @@ def decode_cursor(cursor: str | None, n: int, kinds: str | None = None) -> list[
                 raise ValueError
         return values
     except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidInput("invalid cursor (pass back the next_cursor of the previous page)") from exc
+        raise InvalidInput("cursor: invalid cursor (pass back the next_cursor of the previous page)", "cursor") from exc

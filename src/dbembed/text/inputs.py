@@ -23,13 +23,13 @@ def check_text(value: str, what: str, max_chars: int, *, allow_empty: bool = Tru
     text (chat turns, themes, queries) goes through :func:`clean_input` instead.
     """
     if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be a string", what)
+        raise InvalidInput(f"{what}: must be a string", what)
     if "\x00" in value:
-        raise InvalidInput(f"{what} must not contain NUL characters", what)
+        raise InvalidInput(f"{what}: must not contain NUL characters", what)
     if len(value) > max_chars:
-        raise InvalidInput(f"{what} is too long ({len(value)} characters, at most {max_chars})", what)
+        raise InvalidInput(f"{what}: too long ({len(value)} characters, at most {max_chars})", what)
     if not allow_empty and not value.strip():
-        raise InvalidText(f"{what} must not be empty", what)
+        raise InvalidText(f"{what}: must not be empty", what)
     return value
 
 
@@ -40,17 +40,17 @@ def clean_input(value: str, what: str, max_chars: int, *, allow_empty: bool = Tr
     length limit.  A text with no visible character is ``''`` (refused when
     ``allow_empty`` is false).  Raises ``InvalidInput`` naming ``what``."""
     if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be a string", what)
+        raise InvalidInput(f"{what}: must be a string", what)
     if len(value) > max_chars:  # before cleaning: a bound on the work done for hostile input
-        raise InvalidInput(f"{what} is too long ({len(value)} characters, at most {max_chars})", what)
+        raise InvalidInput(f"{what}: too long ({len(value)} characters, at most {max_chars})", what)
     cleaned = clean_text(value)
     if is_blank(cleaned):
         if not allow_empty:
-            raise InvalidText(f"{what} must not be empty (it has no visible character)", what)
+            raise InvalidText(f"{what}: must not be empty (it has no visible character)", what)
         return ""
     if len(cleaned) > max_chars:  # NFKC can expand a text (e.g. U+FDFA is 18 characters)
         raise InvalidInput(
-            f"{what} is too long after normalisation ({len(cleaned)} characters, at most {max_chars})", what
+            f"{what}: too long after normalisation ({len(cleaned)} characters, at most {max_chars})", what
         )
     return cleaned
 
@@ -71,17 +71,17 @@ def normalize_id(value: str, what: str = "user id") -> str:
     would merge different ids (``caf\\xe9`` and ``caf\\xe8`` would both become ``caf\ufffd``).
     """
     if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be a string", what)
+        raise InvalidInput(f"{what}: must be a string", what)
     bad = _BAD_ID_CHARS.search(value)
     if bad is not None:
         ch = bad.group()
-        kind = "is not valid UTF-8 text" if "\ud800" <= ch <= "\udfff" else "contains a control character"
-        raise InvalidInput(f"{what} {kind} ({ascii(ch)} at position {bad.start()})", what)
+        kind = "not valid UTF-8 text" if "\ud800" <= ch <= "\udfff" else "contains a control character"
+        raise InvalidInput(f"{what}: {kind} ({ascii(ch)} at position {bad.start()})", what)
     if len(value) > MAX_ID_CHARS:
-        raise InvalidInput(f"{what} is too long ({len(value)} characters, at most {MAX_ID_CHARS})", what)
+        raise InvalidInput(f"{what}: too long ({len(value)} characters, at most {MAX_ID_CHARS})", what)
     cleaned = clean_text(value)
     if is_blank(cleaned):
-        raise InvalidInput(f"{what} must not be empty", what)
+        raise InvalidInput(f"{what}: must not be empty", what)
     if len(cleaned) > MAX_ID_CHARS:
-        raise InvalidInput(f"{what} is too long ({len(cleaned)} characters, at most {MAX_ID_CHARS})", what)
+        raise InvalidInput(f"{what}: too long ({len(cleaned)} characters, at most {MAX_ID_CHARS})", what)
     return cleaned
