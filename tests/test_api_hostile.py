@@ -292,9 +292,9 @@ def _actor(n: int) -> Any:
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
-        (DEEP, 400, "JSON nested too deeply"),
-        (b'{"user_input": "caf\xe9"}', 400, "request body is not UTF-8 (byte 0xe9 at offset 19)"),
-        (b'{"user_input": "x", "turn_no": ' + b"9" * 5000 + b"}", 400, "4300 digits"),
+        (DEEP, 422, "JSON nested too deeply"),
+        (b'{"user_input": "caf\xe9"}', 422, "request body is not UTF-8 (byte 0xe9 at offset 19)"),
+        (b'{"user_input": "x", "turn_no": ' + b"9" * 5000 + b"}", 422, "request body: a JSON number has too many digits (at most 4,300)"),
         (b"{bad", 422, "request body is not valid JSON"),
         (b'{"user_input": "x", "turn_no": NaN}', 422, "turn_no: Input should be a finite number"),
     ],

@@ -38,7 +38,13 @@ def test_chat_commands_json(database_url: str) -> None:
     err = _run(database_url, "chat", "add-turn", "dora", str(2**63), "--input", "x", code=2)
     assert "chat id" in str(err)
     err = _run(database_url, "chat", "list-chats", "dora", "--limit", "100000", code=2)
-    assert "limit must be between" in str(err)
+    assert "--limit: must be between 1 and 200 (got 100000)" in str(err)
+    # `since`/`until` take what `dbembed files --since` takes: an age or an ISO date/time.
+    recent = _run(database_url, "chat", "search", "eve", "secret", "--since", "2h", "--json")
+    assert "eve" in str(recent)
+    assert _run(database_url, "chat", "search", "eve", "secret", "--until", "2h", "--json") == {"items": []}
+    old = _run(database_url, "chat", "search", "eve", "secret", "--since", "2000-01-01", "--until", "1d", "--json")
+    assert old == {"items": []}
 
 
 def test_keys_create_list_revoke(database_url: str) -> None:

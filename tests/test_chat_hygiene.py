@@ -99,7 +99,7 @@ def test_turn_text_passes_the_hygiene_boundary(api_env: ApiEnv) -> None:  # noqa
     )  # fmt: skip
     assert c.get("/v1/chats", headers=h, params={"theme": "travel"}).json()["items"][0]["chat_id"] == 1
     r = c.get("/v1/memory/search", headers=h, params={"q": "\u200b\u2060"})
-    assert r.status_code == 422 and r.json()["error"].startswith("q must not be empty"), r.text
+    assert r.status_code == 422 and r.json()["error"].startswith("query parameter q: must not be empty"), r.text
 
 
 def test_cli_add_turn_with_bytes_that_are_not_utf8(database_url: str, tmp_path: Path) -> None:

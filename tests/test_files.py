@@ -141,7 +141,7 @@ def test_bad_filters_are_usage_errors_naming_the_value(big: Any) -> None:
     conn, cid = big
     with pytest.raises(UsageError, match="'done'"):
         list_files(conn, FileQuery(cid, status="done"))
-    with pytest.raises(UsageError, match="sort must be one of"):
+    with pytest.raises(UsageError, match="^sort: must be one of"):
         list_files(conn, FileQuery(cid, sort="colour"))
     with pytest.raises(UsageError, match="invalid cursor"):
         list_files(conn, FileQuery(cid), "not-a-cursor")
@@ -178,7 +178,7 @@ def test_files_cli_after_a_real_run(cli_env: Path, database_url: str) -> None:  
     since = invoke("files", "--since", "2h", "--glob", "good.db", "--json", "--database-url", database_url)
     assert [f["path"] for f in json.loads(since.stdout)["items"]] == [str(good.resolve())]
     wrong = invoke("files", "--since", "yesterday", "--database-url", database_url)
-    assert wrong.exit_code == 2 and "--since 'yesterday'" in wrong.stderr
+    assert wrong.exit_code == 2 and "--since: give an ISO 8601" in wrong.stderr and "(got 'yesterday')" in wrong.stderr
     status = invoke("status", "--database-url", database_url)
     assert "dbembed files" in status.stdout
     none = invoke("files", "--glob", "nomatch*", "--database-url", database_url)
@@ -286,3 +286,22 @@ def test_files_show_rejections_with_reasons(cli_env: Path, database_url: str) ->
     assert "chunk tickets #18 chunk 0: provider refused the text: content filter" in out.stdout
     page = json.loads(invoke("files", "--rejected", "--json", "--database-url", database_url).stdout)
     assert [f["path"][-10:] for f in page["items"]] == ["f000500.db"]
+
+
+def test_parse_since_is_the_one_time_bound_parser() -> None:
+    from dbembed.errors import InvalidInput
+    from dbembed.service import parse_since
+
+    now = datetime.now(UTC)
+    for text, back in (("90s", 90), ("15m", 900), ("2h", 7200), (" 7d ", 7 * 86400), ("2w", 14 * 86400), ("1.5h", 5400)):
+        got = parse_since(text)
+        assert got is not None and abs((now - got).total_seconds() - back) < 60, text
+    assert parse_since("2026-11-30") == datetime(2026, 11, 30, tzinfo=UTC)
+    assert parse_since("2026-11-30T14:00Z") == datetime(2026, 11, 30, 14, tzinfo=UTC)
+    assert parse_since("2026-11-30T14:00+01:00") == datetime(2026, 11, 30, 13, tzinfo=UTC)
+    assert parse_since(datetime(2026, 11, 30)) == datetime(2026, 11, 30, tzinfo=UTC)  # naive: UTC
+    assert parse_since(None) is None
+    for bad in ("yesterday", "2x", "", "9" * 40 + "w", 5):
+        with pytest.raises(InvalidInput, match=r"^until: .*\(got ") as err:
+            parse_since(bad, "until")  # type: ignore[arg-type]
+        assert err.value.field == "until"

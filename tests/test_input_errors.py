@@ -21,7 +21,7 @@ from tests.test_api import ApiEnv, api_env  # noqa: F401
 def test_http_turn_with_nothing_to_say_is_422(api_env: ApiEnv, user_input: str) -> None:  # noqa: F811
     h = api_env.key(user="hana")
     r = api_env.client.post("/v1/chats/1/turns", headers=h, json={"user_input": user_input, "bot_response": "hi"})
-    assert r.status_code == 422 and r.json()["error"].startswith("user_input must not be empty"), r.text
+    assert r.status_code == 422 and r.json()["error"].startswith("JSON field user_input: must not be empty"), r.text
     assert api_env.client.get("/v1/chats/1/turns", headers=h).json()["items"] == []
 
 
@@ -29,14 +29,14 @@ def test_python_and_cli_refuse_an_empty_turn(settings: Any, monkeypatch: pytest.
     from dbembed.cli.main import app
 
     service = Dbembed(settings)
-    with pytest.raises(InvalidText, match="^user_input must not be empty"):
+    with pytest.raises(InvalidText, match="^user_input: must not be empty"):
         service.add_turn(Dbembed.actor("hana"), 1, "  \u200b ")
     for name in [n for n in os.environ if n.startswith("DBEMBED_")]:
         monkeypatch.delenv(name)
     res = CliRunner().invoke(
         app, ["chat", "add-turn", "hana", "1", "--input", "   ", "--database-url", settings.database_url]
     )
-    assert res.exit_code == 2 and "--input must not be empty" in res.stderr, res.stderr
+    assert res.exit_code == 2 and "--input: must not be empty" in res.stderr, res.stderr
     assert service.list_turns(Dbembed.actor("hana"), 1).items == []
 
 
@@ -44,18 +44,19 @@ def test_http_errors_name_http_parameters(api_env: ApiEnv, settings: Any, tmp_pa
                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     c, h = api_env.client, api_env.key(user="hana")
     r = c.get("/v1/files", headers=h, params={"since": "garbage"})
-    assert r.status_code == 400 and r.json()["error"].startswith("since 'garbage'"), r.text
+    assert r.status_code == 422 and r.json()["error"].startswith("query parameter since: give an ISO"), r.text
+    assert "(got 'garbage')" in r.json()["error"]
     r = c.get("/v1/search", headers=h, params={"q": " \u200b "})
-    assert r.status_code == 422 and r.json()["error"].startswith("q must not be empty"), r.text
+    assert r.status_code == 422 and r.json()["error"].startswith("query parameter q: must not be empty"), r.text
     r = c.get("/v1/memory/search", headers=h, params={"q": "\u2060"})
-    assert r.status_code == 422 and r.json()["error"].startswith("q must not be empty"), r.text
+    assert r.status_code == 422 and r.json()["error"].startswith("query parameter q: must not be empty"), r.text
     # ... and the CLI names its flag.
     from dbembed.cli.main import app
 
     for name in [n for n in os.environ if n.startswith("DBEMBED_")]:
         monkeypatch.delenv(name)
     res = CliRunner().invoke(app, ["files", "--since", "garbage", "--database-url", settings.database_url])
-    assert res.exit_code == 2 and "--since 'garbage'" in res.stderr, res.stderr
+    assert res.exit_code == 2 and "--since: give an ISO 8601" in res.stderr and "(got 'garbage')" in res.stderr, res.stderr
 
 
 @pytest.mark.parametrize(
@@ -100,6 +101,56 @@ def test_echo_cuts_long_values_and_names_their_size() -> None:
     assert echo(10**4000).endswith("... (4,001 characters)") and len(echo(10**4000)) < 100
 
 
+def test_echo_of_a_number_python_cannot_print() -> None:
+    huge = int("9" * 4000) * 10**1000  # past int_max_str_digits: repr() itself raises
+    assert echo(huge) == "a number of 5,000 digits"
+
+
+CLI_USAGE = [
+    (["files", "--sort", "bogus"], "--sort: must be one of path, last_indexed", "(got 'bogus')"),
+    (["files", "--status", "bogus"], "--status: must be one of", "(got 'bogus')"),
+    (["files", "-n", "0"], "-n/--limit: must be between 1 and 10000", "(got 0)"),
+    (["files", "--since", "2x"], "--since: give an ISO 8601", "(got '2x')"),
+    (["search", "x", "-k", "0"], "-k/--k: must be between 1 and 1000", "(got 0)"),
+    (["search", "x", "--mode", "fuzzy"], "--mode: must be one of hybrid, vector, lexical", "(got 'fuzzy')"),
+    (["search", "   "], "QUERY: must not be empty", ""),
+    (["status", "--runs", "-1"], "--runs: must be between 0 and 10000", "(got -1)"),
+    (["chat", "search", "u", "x", "-k", "0"], "-k/--k: must be between 1 and 100", "(got 0)"),
+    (["chat", "search", "u", "x", "--mode", "fuzzy"], "--mode: must be one of", "(got 'fuzzy')"),
+    (["chat", "search", "u", "x", "--since", "2x"], "--since: give an ISO 8601", "(got '2x')"),
+    (["chat", "search", "u", "x", "--until", "soon"], "--until: give an ISO 8601", "(got 'soon')"),
+    (["chat", "search", "u", "x", "--since", "1h", "--until", "2h"], "--since: must not be after until", ""),
+    (["chat", "list-chats", "u", "--limit", "0"], "--limit: must be between 1 and 200", "(got 0)"),
+    (["chat", "list-turns", "u", "1", "--limit", "100000"], "--limit: must be between 1 and 200", "(got 100000)"),
+    (["chat", "retention", "--days", "-1"], "--days: must be between 0 and", "(got -1.0)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "message", "got"), CLI_USAGE, ids=[" ".join(a) for a, _, _ in CLI_USAGE])
+def test_cli_usage_errors_name_the_flag_as_typed(args: list[str], message: str, got: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Refused before a database is opened (this URL has no server), exit 2, the flag and value named."""
+    from dbembed.cli.main import app
+
+    for name in [n for n in os.environ if n.startswith("DBEMBED_")]:
+        monkeypatch.delenv(name)
+    res = CliRunner().invoke(app, [*args, "--database-url", "postgresql://nobody@127.0.0.1:1/none"])
+    assert res.exit_code == 2, (res.exit_code, res.stderr)
+    assert f"error: {message}" in res.stderr and got in res.stderr, res.stderr
+    assert "connect" not in res.stderr
+
+
+def test_typed_names_reads_every_spelling() -> None:
+    from dbembed.cli.chat import search
+    from dbembed.cli.common import typed_names
+    from dbembed.cli.files import files_cmd
+
+    names = typed_names(files_cmd)
+    assert names["limit"] == "-n/--limit" and names["sort"] == "--sort" and names["desc"] == "--desc"
+    assert typed_names(search)["k"] == "-k/--k" and typed_names(search)["query"] == "QUERY"
+    assert typed_names(search)["tenant"] == "--tenant" and typed_names(search)["user"] == "USER"
+
+
 def test_config_errors_stay_readable(tmp_path: Path) -> None:
     from dbembed.config import load_settings
     from dbembed.errors import ConfigError
@@ -126,7 +177,7 @@ def test_http_errors_cut_what_they_quote(api_env: ApiEnv) -> None:  # noqa: F811
     h = api_env.key(user="hana")
     for params in ({"status": "x" * 3000}, {"sort": "y" * 3000}):
         r = api_env.client.get("/v1/files", headers=h, params=params)
-        assert r.status_code == 400 and "(3,000 characters)" in r.json()["error"], r.text
+        assert r.status_code == 422 and "(3,000 characters)" in r.json()["error"], r.text
         assert len(r.json()["error"]) < 300, r.text
 
 

@@ -88,20 +88,25 @@ def err(message: str) -> None:
 def typed_names(fn: Callable[..., Any]) -> dict[str, str]:
     """Each parameter of command ``fn`` as its user types it: ``{"limit": "-n/--limit",
     "k": "-k", "query": "QUERY"}`` (short spellings first; an argument by its metavar)."""
+    import inspect
     import typing
 
     from typer.models import ArgumentInfo, OptionInfo
 
+    hints = typing.get_type_hints(fn, include_extras=True)
     names: dict[str, str] = {}
-    for param, hint in typing.get_type_hints(fn, include_extras=True).items():
-        for info in getattr(hint, "__metadata__", ()):
-            if isinstance(info, OptionInfo):
-                given = (info.default, *(info.param_decls or ()))  # Annotated: the first spelling is `default`
-                decls = [d for g in given if isinstance(g, str) for d in g.split("/") if d.startswith("-")]
-                decls = [d for d in decls if not d.startswith("--no-")] or ["--" + param.replace("_", "-")]
-                names[param] = "/".join(sorted(dict.fromkeys(decls), key=lambda d: (d.startswith("--"), d)))
-            elif isinstance(info, ArgumentInfo):
-                names[param] = info.metavar or param.upper()
+    for param, sig in inspect.signature(fn).parameters.items():
+        infos = [i for i in getattr(hints.get(param), "__metadata__", ()) if isinstance(i, OptionInfo | ArgumentInfo)]
+        info = infos[0] if infos else None
+        if isinstance(info, OptionInfo):
+            given = (info.default, *(info.param_decls or ()))  # Annotated: the first spelling is `default`
+            decls = [d for g in given if isinstance(g, str) for d in g.split("/") if d.startswith("-")]
+            decls = [d for d in decls if not d.startswith("--no-")] or ["--" + param.replace("_", "-")]
+            names[param] = "/".join(sorted(dict.fromkeys(decls), key=lambda d: (d.startswith("--"), d)))
+        elif isinstance(info, ArgumentInfo) or sig.default is inspect.Parameter.empty:  # a plain one: typer's argument
+            names[param] = (info.metavar if info else None) or param.upper()
+        else:
+            names[param] = "--" + param.replace("_", "-")
     return names
 
 
