@@ -11,6 +11,7 @@ import dataclasses
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from dbembed.api.auth import principal, state
 from dbembed.errors import in_range
@@ -35,20 +36,42 @@ def _page_limit(request: Request, limit: int) -> int:
     return in_range("limit", limit, 1, state(request).settings.max_page_size)
 
 
-@router.get("/search")
-def search_files(
-    request: Request,
-    q: Annotated[str, Query(min_length=1, description="Search text.")],
-    k: Annotated[int, Query(ge=1)] = 10,
-    file: Annotated[str | None, Query(max_length=4096, description="Only this file (path or glob).")] = None,
-    table: Annotated[str | None, Query(max_length=512, description="Only this SQLite table.")] = None,
-    mode: Annotated[SearchMode | None, Query(description="hybrid (default), vector or lexical.")] = None,
-) -> dict[str, Any]:
-    """Search over the file index: by meaning, exact words, or both fused (``mode``)."""
+class SearchRequest(BaseModel):
+    """``GET /v1/search`` query parameters and ``POST /v1/search`` JSON body; any other name is a 422."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    q: str = Field(min_length=1, description="Search text.")
+    k: int = Field(10, ge=1, description="How many hits (at most the server's max_k).")
+    file: str | None = Field(None, max_length=4096, description="Only this file (path or glob).")
+    table: str | None = Field(None, max_length=512, description="Only this SQLite table.")
+    mode: SearchMode | None = Field(None, description="hybrid (default), vector or lexical.")
+    collection: str | None = Field(None, max_length=512, description="Search this collection (404 if it does not exist).")
+    model: str | None = Field(
+        None, max_length=512,
+        description="Search this model's collection; with collection, it must be that collection's model (409).",
+    )  # fmt: skip
+
+
+def _search(request: Request, p: SearchRequest) -> dict[str, Any]:
     st = state(request)
-    hits = st.service.search(q, in_range("k", k, 1, st.settings.max_k), file=file, table=table, mode=mode)
+    k = in_range("k", p.k, 1, st.settings.max_k)
+    hits = st.service.search(p.q, k, file=p.file, table=p.table, mode=p.mode, collection=p.collection, model=p.model)
     st.metrics.count("file_searches")
     return {"items": [_hit(h) for h in hits]}
+
+
+@router.get("/search")
+def search_files(request: Request, params: Annotated[SearchRequest, Query()]) -> dict[str, Any]:
+    """Search over the file index: by meaning, exact words, or both fused (``mode``), in the server's
+    collection or the one named by ``collection`` / ``model``."""
+    return _search(request, params)
+
+
+@router.post("/search")
+def search_files_post(request: Request, body: SearchRequest) -> dict[str, Any]:
+    """``GET /v1/search`` with the parameters as a JSON body (long queries)."""
+    return _search(request, body)
 
 
 @router.get("/files")

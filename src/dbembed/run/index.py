@@ -100,16 +100,21 @@ def open_collection(conn: psycopg.Connection, settings: Settings, provider: Embe
     return ensure_collection(conn, name, provider.model_id, provider.dimensions, settings.store)
 
 
-def _existing_collection(conn: psycopg.Connection, settings: Settings) -> Collection | None:
-    """The collection this run writes to, if it exists and holds this model's vectors."""
+def _existing_collection(
+    conn: psycopg.Connection, settings: Settings, provider: EmbeddingProvider | None
+) -> Collection | None:
+    """The collection this run writes to, if it exists; found (and checked against the model id
+    and any ``--dimensions``) without loading the model (a given ``provider`` is the model).
+    Raises ``CollectionMismatch`` when it holds another model's vectors."""
     from dbembed.embed.registry import expected_model_id
-    from dbembed.store.collections import default_collection_name, get_collection
+    from dbembed.store.collections import check_requested, default_collection_name, get_collection
 
-    model_id = expected_model_id(settings)
+    model_id = provider.model_id if provider is not None else expected_model_id(settings)
+    dims = provider.dimensions if provider is not None else settings.embed.dimensions
     name = settings.store.collection or default_collection_name(model_id, settings.embed.dimensions)
     coll = get_collection(conn, name)
-    if coll is None or coll.model != model_id:
-        return None  # new collection, or a mismatch that the loaded provider will report
+    if coll is not None:
+        check_requested(coll, model_id, dims)
     return coll
 
 
@@ -192,7 +197,7 @@ def index(
     try:
         # The model is loaded only when there is work: a rerun over an unchanged tree costs a stat per
         # file and a few queries.  An existing collection of the same model id is found without it.
-        coll = _existing_collection(conn, settings)
+        coll = _existing_collection(conn, settings, provider)
         if coll is None:
             provider = provider or (provider_factory or get_provider)(settings)
             coll = open_collection(conn, settings, provider)

@@ -191,7 +191,7 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
     from dbembed.errors import SourceError
     from dbembed.run.index import normalize_roots
     from dbembed.run.reading import read_fingerprint
-    from dbembed.store.collections import default_collection_name, get_collection
+    from dbembed.store.collections import check_requested, default_collection_name, get_collection
     from dbembed.store.connection import connect
     from dbembed.store.plan import known_hashes, known_sources, schema_exists, throughput_history
     from dbembed.text.chunk import make_chunker
@@ -210,6 +210,8 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
             dims = settings.embed.dimensions
             name = settings.store.collection or default_collection_name(profile.model_id, dims)
             coll = get_collection(conn, name)
+            if coll is not None:  # the run would refuse another model's collection: so does its plan
+                check_requested(coll, profile.model_id, dims)
         known = known_sources(conn, coll.id, root_list) if coll is not None else {}
         cutoff, read_fp = time.time() - settings.sources.settle_s, read_fingerprint(settings)
         seen: set[str] = set()

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from dbembed.config import Settings, load_settings
 from dbembed.embed.provider_cache import ProviderCache, default_providers
-from dbembed.embed.registry import split_spec
 from dbembed.errors import ConfigError, InvalidInput, NotFound, echo, in_range
 from dbembed.generate import generate as generate_files
 from dbembed.run.plan import plan_run
@@ -42,7 +41,9 @@ from dbembed.store import sources as source_store
 from dbembed.store.api_keys import ApiKey
 from dbembed.store.collections import (
     check_compatible,
+    check_requested,
     default_collection_name,
+    describe_collections,
     list_collections,
     require_collection,
 )
@@ -197,6 +198,8 @@ class Dbembed(ChatOperations):
         table: str | None = None,
         exact: bool = False,
         mode: str | None = None,
+        collection: str | None = None,
+        model: str | None = None,
     ) -> list[Hit]:
         """Top-k chunks for ``query``: ``mode`` ``"hybrid"`` (default, ``settings.search_mode``),
         ``"vector"`` (embedded with the collection's own model) or ``"lexical"`` (tokens only; the
@@ -204,9 +207,12 @@ class Dbembed(ChatOperations):
         Raises ``InvalidText`` for a query with no visible character, ``InvalidInput`` (its
         ``field`` the parameter at fault) for an over-long query (``max_text_chars``), a filter
         holding NUL or over 4096 characters, k outside 1..1000 or an unknown mode,
-        ``NotFound`` when nothing is indexed, ``CollectionMismatch`` for another model's index."""
+        ``NotFound`` when nothing is indexed or the named collection or model has no index,
+        ``CollectionMismatch`` when the named model (or ``--dimensions``) is not the named collection's.
+        ``collection`` and ``model`` (a model spec) override ``settings.collection`` / ``settings.model``
+        for this call."""
         from dbembed.store.search import MODES, search_chunks
-        _check_filters(file=file, table=table)
+        _check_filters(file=file, table=table, collection=collection, model=model)
         # The same hygiene (NUL/controls removed, NFKC...) as the indexed documents, then the length limit.
         query = clean_input(query or "", "query", self.settings.max_text_chars, allow_empty=False)
         in_range("k", k, 1, 1000)
@@ -215,7 +221,7 @@ class Dbembed(ChatOperations):
         if mode not in MODES:
             raise InvalidInput(f"mode: must be one of {', '.join(MODES)} (got {echo(mode)})", "mode")
         with self.connection() as conn:
-            coll = self._search_collection(conn)
+            coll = self._search_collection(conn, collection, model)
             vec = None
             if mode != "lexical":
                 provider = self.provider_for(s, coll.model)
@@ -228,29 +234,39 @@ class Dbembed(ChatOperations):
                 ef_search=s.hnsw_ef_search, exact=exact,
             )  # fmt: skip
 
-    def _search_collection(self, conn: psycopg.Connection) -> Any:
-        """The named collection, else the settings' model's; only when the user named neither a
-        model nor a collection, the only one there is.  Raises ``NotFound`` naming what was asked
-        for and listing the collections that exist."""
+    def _search_collection(self, conn: psycopg.Connection, collection: str | None, model: str | None) -> Any:
+        """The named collection (checked against a named model or dimensions: ``CollectionMismatch``),
+        else the named or configured model's; only when the user named neither a model nor a
+        collection, the only one there is.  Nothing is loaded.  Raises ``NotFound`` naming what was
+        asked for and listing the collections that exist; ``ConfigError`` for an unknown provider."""
+        from dbembed.embed.registry import expected_model_id
+
         s = self.settings
-        if s.collection:
-            return require_collection(conn, s.collection)
-        scheme, name = split_spec(s.model)  # an unknown provider is named here (ConfigError)
-        model = s.model if ":" in s.model else f"{scheme}:{name}"
-        name = default_collection_name(model, s.dimensions)
+        named = {"model", "dimensions"} & s.embed.model_fields_set
+        spec = model or s.model
+        try:
+            wanted = expected_model_id(s, spec) if model or "model" in named else None
+        except ConfigError as exc:  # no such provider: the request names a model that has no index
+            if not model:
+                raise
+            raise NotFound(f"no index of model {echo(model)} ({exc}); indexed collections: {describe_collections(conn)}") from None
+        dims = s.dimensions if "dimensions" in named else None
+        name = collection or (None if model else s.collection)  # a per-call model means its own collection
+        if name:
+            coll = require_collection(conn, name)
+            check_requested(coll, wanted, dims)
+            return coll
+        model_id = wanted or expected_model_id(s, spec)
+        default = default_collection_name(model_id, s.dimensions)
         existing = list_collections(conn)
         for coll in existing:
-            if coll.name == name:
+            if coll.name == default:
+                check_requested(coll, wanted, dims)
                 return coll
-        named = {"model", "dimensions"} & s.embed.model_fields_set
-        if len(existing) == 1 and not named:
+        if len(existing) == 1 and not named and not model:
             return existing[0]  # the user named nothing and there is one index only: search it
-        asked = f"model {echo(s.model)}" + (f" with {s.dimensions} dimensions" if s.dimensions else "")
-        known = "; ".join(f"{c.name!r} (model {c.model}, {c.dimensions} dimensions)" for c in existing)
-        raise NotFound(
-            f"no index of {asked} (collection {echo(name)} does not exist); "
-            + (f"indexed collections: {known}" if known else "nothing is indexed yet; run `dbembed run ROOT` first")
-        )
+        asked = f"model {echo(spec)}" + (f" with {s.dimensions} dimensions" if s.dimensions else "")
+        raise NotFound(f"no index of {asked} (collection {echo(default)} does not exist); indexed collections: {describe_collections(conn)}")
 
     def _collections(self, conn: psycopg.Connection) -> list[Any]:
         """Every collection, or only ``settings.collection`` (``NotFound`` when that one does not exist)."""
@@ -378,3 +394,4 @@ def _check_filters(**values: str | None) -> None:
     for what, value in values.items():
         if value is not None:
             check_text(value, what, 4096)
+

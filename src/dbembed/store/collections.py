@@ -84,13 +84,17 @@ def list_collections(conn: psycopg.Connection) -> list[Collection]:
     return [_row_to_collection(r) for r in rows]
 
 
+def describe_collections(conn: psycopg.Connection) -> str:
+    """Every collection as ``'name' (model M, D dimensions)``, for messages about one that does not exist."""
+    known = "; ".join(f"{c.name!r} (model {c.model}, {c.dimensions} dimensions)" for c in list_collections(conn))
+    return known or "none; nothing is indexed yet: run `dbembed run ROOT` first"
+
+
 def require_collection(conn: psycopg.Connection, name: str) -> Collection:
+    """The collection called ``name``; ``NotFound`` naming it and listing the ones that exist."""
     coll = get_collection(conn, name)
     if coll is None:
-        known = ", ".join(c.name for c in list_collections(conn)) or "none"
-        raise NotFound(
-            f"collection {echo(name)} does not exist (collections: {known}); run `dbembed run ROOT` first"
-        )
+        raise NotFound(f"collection {echo(name)} does not exist; collections: {describe_collections(conn)}")
     return coll
 
 
@@ -111,6 +115,22 @@ def check_same_space(
 
 def check_compatible(coll: Collection, model: str, dimensions: int) -> None:
     check_same_space(f"collection {coll.name!r}", coll.model, coll.dimensions, model, dimensions)
+
+
+def check_requested(coll: Collection, model: str | None, dimensions: int | None) -> None:
+    """Refuse a request that names ``model`` (a model id) or ``dimensions`` other than the ones
+    ``coll`` records, before any model is loaded (``None``: not named, anything goes).  Raises
+    ``CollectionMismatch`` naming the collection, its model and dimensions and the requested ones."""
+    if (model is None or model == coll.model) and (dimensions is None or dimensions == coll.dimensions):
+        return
+    asked = " with ".join(
+        p for p in (f"model {model}" if model else "", f"{dimensions} dimensions" if dimensions else "") if p
+    )
+    raise CollectionMismatch(
+        f"collection {coll.name!r} holds vectors of {coll.model} ({coll.dimensions} dimensions), but "
+        f"{asked} was requested; vectors of different models must not mix. Use --model {coll.model} "
+        f"(or leave the model out) for this collection, or --collection NAME for another one."
+    )
 
 
 def ensure_collection(
