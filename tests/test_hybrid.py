@@ -184,17 +184,20 @@ def test_query_without_tokens_and_bad_mode(indexed: Any) -> None:
 
 
 def test_lexical_mode_does_not_load_the_model(indexed: Any) -> None:
-    dbembed.service.default_providers.clear()  # a provider load would fail offline for a model that is not seeded
-    try:
-        # The collection is named (a named model that has no index would be NotFound): its vectors'
-        # model is never loaded for words alone, nor is the unknown one named here.
-        hits = dbembed.search(
-            "返品の手続き", 3, settings=indexed, mode="lexical", model="local:no-such-model",
-            collection="all-minilm-l6-v2",
-        )  # fmt: skip
-    finally:
-        dbembed.service.default_providers.clear()
+    from dbembed.embed.provider_cache import ProviderCache
+    from dbembed.errors import CollectionMismatch
+    from dbembed.service import Dbembed
+
+    class NoLoading(ProviderCache):
+        def get(self, settings: Any, spec: str | None = None) -> Any:
+            raise AssertionError(f"a model was loaded for a lexical search ({spec or settings.model})")
+
+    named = indexed.model_copy(update={"collection": "all-minilm-l6-v2"})
+    hits = Dbembed(named, providers=NoLoading()).search("返品の手続き", 3, mode="lexical")
     assert "返品" in hits[0].text
+    # A model named beside the collection must be the collection's own, even for words alone.
+    with pytest.raises(CollectionMismatch, match="local:no-such-model"):
+        dbembed.search("返品の手続き", 3, settings=named, mode="lexical", model="local:no-such-model")
 
 
 def test_cli_and_http_modes(indexed: Any, minilm: Any) -> None:
