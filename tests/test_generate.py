@@ -187,8 +187,10 @@ def test_big_file_size(tmp_path: Path) -> None:
 
 
 def test_bad_arguments_are_usage_errors(tmp_path: Path) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=r"^dup_share: must be between 0 and 1 \(got 1.5\)"):
         generate(tmp_path, dup_share=1.5)
+    with pytest.raises(UsageError, match=r"^rows: must not be negative \(got -1\)"):
+        generate(tmp_path, rows=-1)
 
 
 def test_missing_faker_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,7 +214,7 @@ def test_cli_json(tmp_path: Path) -> None:
     assert data["rows_per_s"] > 0 and any(f["path"].startswith("hostile/") for f in data["files"])
     assert json.loads((tmp_path / "p.json").read_text())[0]["query"]
     bad = CliRunner().invoke(app, ["generate", str(tmp_path / "e"), "--ja-share", "2"])
-    assert bad.exit_code == 2
+    assert bad.exit_code == 2 and "--ja-share: must be between 0 and 1 (got 2.0)" in bad.stderr, bad.stderr
 
 
 @pytest.mark.parametrize(("files", "rows"), [(10, 1), (24, 2)])

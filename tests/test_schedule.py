@@ -123,8 +123,9 @@ def test_invalid_cron_is_a_usage_error() -> None:
     from dbembed.run.schedule import parse_cron
 
     for bad in ("0 2 * *", "61 2 * * *", "cron(0 2 * * ? *)"):
-        with pytest.raises(UsageError):
+        with pytest.raises(UsageError, match=r"^cron: .*\(got ") as err:
             parse_cron(bad)
+        assert err.value.field == "cron"  # type: ignore[attr-defined]  # the CLI names it --cron
 
 
 def test_cli_once_skips_when_locked_and_needs_cron_otherwise(

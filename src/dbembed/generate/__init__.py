@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbembed.errors import UsageError
+from dbembed.errors import InvalidInput, echo
 from dbembed.generate.files import (
     FileInfo,
     PlantedRow,
@@ -114,11 +114,12 @@ def generate(
     Files are assigned schemas round-robin (support, orders, chat, catalog), so any
     ``files >= 4`` covers all four; the ~20 planted rows go to files of their schema.
     """
-    for name, share in (("ja-share", ja_share), ("dup-share", dup_share), ("wal-share", wal_share)):
+    for name, share in (("ja_share", ja_share), ("dup_share", dup_share), ("wal_share", wal_share)):
         if not 0.0 <= share <= 1.0:
-            raise UsageError(f"--{name} must be between 0 and 1, got {share}")
-    if files < 0 or rows < 0 or big_gb < 0:
-        raise UsageError("--files, --rows and --big-gb must not be negative")
+            raise InvalidInput(f"{name}: must be between 0 and 1 (got {echo(share)})", name)
+    for name, size in (("files", files), ("rows", rows), ("big_gb", big_gb)):
+        if not size >= 0:
+            raise InvalidInput(f"{name}: must not be negative (got {echo(size)})", name)
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from dbembed.errors import EXIT_FATAL, EXIT_OK, DbembedError, UsageError, echo
+from dbembed.errors import EXIT_FATAL, EXIT_OK, DbembedError, InvalidInput, UsageError, echo
 from dbembed.store.locks import try_lock, unlock
 
 if TYPE_CHECKING:
@@ -116,18 +116,17 @@ def locked_run(roots: Sequence[str], settings: Settings, run_fn: RunFn) -> Outco
 
 
 def parse_cron(expr: str) -> Any:
-    """Validate a 5-field cron expression (UTC); raise UsageError with the reason."""
+    """Validate a 5-field cron expression (UTC); raise ``InvalidInput`` (field ``cron``) with the reason."""
     try:
         from croniter import croniter
     except ImportError as exc:
         raise UsageError("dbembed schedule needs croniter: pip install 'dbembed[schedule]'") from exc
     if len(expr.split()) != 5:
-        raise UsageError(
-            f"invalid cron expression {echo(expr)}: use 5 fields "
-            "'minute hour day month weekday', e.g. '0 2 * * *'"
+        raise InvalidInput(
+            f"cron: use 5 fields 'minute hour day month weekday', e.g. '0 2 * * *' (got {echo(expr)})", "cron"
         )
     if not croniter.is_valid(expr):
-        raise UsageError(f"invalid cron expression {echo(expr)}")
+        raise InvalidInput(f"cron: not a valid cron expression (got {echo(expr)})", "cron")
     return croniter
 
 
