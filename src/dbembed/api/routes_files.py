@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from dbembed.api.auth import principal, state
-from dbembed.errors import in_range
+from dbembed.errors import in_range, named_as
 
 router = APIRouter(prefix="/v1", tags=["files"], dependencies=[Depends(principal)])
 
@@ -71,7 +71,8 @@ def search_files(request: Request, params: Annotated[SearchRequest, Query()]) ->
 @router.post("/search")
 def search_files_post(request: Request, body: SearchRequest) -> dict[str, Any]:
     """``GET /v1/search`` with the parameters as a JSON body (long queries)."""
-    return _search(request, body)
+    with named_as(**{name: f"JSON field {name}" for name in SearchRequest.model_fields}, query="JSON field q"):
+        return _search(request, body)
 
 
 @router.get("/files")
