@@ -189,8 +189,102 @@ def test_big_file_size(tmp_path: Path) -> None:
 def test_bad_arguments_are_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"^dup_share: must be between 0 and 1 \(got 1.5\)"):
         generate(tmp_path, dup_share=1.5)
-    with pytest.raises(UsageError, match=r"^rows: must not be negative \(got -1\)"):
+    with pytest.raises(UsageError, match=r"^rows: must be between 0 and 100000000 \(got -1\)"):
         generate(tmp_path, rows=-1)
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "shown"),
+    [
+        ({"files": 0, "big_gb": float("inf")}, "big_gb", "(got inf)"),
+        ({"files": 0, "big_gb": float("nan")}, "big_gb", "(got nan)"),
+        ({"files": 0, "big_gb": 1025}, "big_gb", "between 0 and 1024 (got 1025)"),
+        ({"files": 0, "big_gb": "1"}, "big_gb", "(got '1')"),
+        ({"files": 0, "big_gb": 1, "big_row_kb": float("inf")}, "big_row_kb", "(got inf)"),
+        ({"files": 0, "big_gb": 1, "big_row_kb": 4097}, "big_row_kb", "between 0 and 4096 (got 4097)"),
+        ({"files": 0, "big_gb": 0.000001, "big_row_kb": 1e12}, "big_row_kb", "(got 1000000000000.0)"),
+        ({"files": 0, "big_gb": 0.000001, "big_row_kb": 8}, "big_row_kb", "bigger than the whole big file"),
+        ({"files": 0, "big_gb": 1, "big_dup_share": 2.0}, "big_dup_share", "(got 2.0)"),
+        ({"files": 100_000_000_000}, "files", "between 0 and 1000000 (got 100000000000)"),
+        ({"files": True}, "files", "(got True)"),
+        ({"rows": 10**9}, "rows", "(got 1000000000)"),
+        ({"seed": 2**64}, "seed", "(got 18446744073709551616)"),
+        ({"seed": 10**5000}, "seed", "(got a number of 5,000 digits)"),
+        ({"wal_share": float("nan")}, "wal_share", "(got nan)"),
+    ],
+)
+def test_every_numeric_parameter_is_finite_and_bounded(
+    tmp_path: Path, options: dict, field: str, shown: str
+) -> None:
+    """Out of bounds, not finite, not a number, or a row bigger than the big file: ``InvalidInput``
+    naming the parameter, before anything is written."""
+    out = tmp_path / "out"
+    with pytest.raises(UsageError, match=rf"^{field}: ") as err:
+        generate(out, **options)
+    assert shown in str(err.value) and err.value.field == field  # type: ignore[attr-defined]
+    assert not out.exists()
+
+
+def test_largest_big_row_that_fits_is_written(tmp_path: Path) -> None:
+    """The bounds are inclusive: a 4096 KB row (the most) in a file of exactly that size works."""
+    report = generate(tmp_path, files=0, big_gb=4096 / (1 << 20), big_row_kb=4096)
+    (big,) = report.files
+    assert big.rows == 1 and (tmp_path / big.path).stat().st_size > 4096 * 1024
+
+
+def test_paths_that_cannot_be_directories_name_the_parameter(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out in (a_file / "out", a_file):
+        with pytest.raises(UsageError, match=r"^out_dir: cannot create the directory .*\(.+\)") as err:
+            generate(out, files=1, rows=1)
+        assert err.value.field == "out_dir"  # type: ignore[attr-defined]
+    for planted in (tmp_path, a_file / "p.json"):
+        with pytest.raises(UsageError, match=r"^planted: ") as err:
+            generate(tmp_path / "out", files=1, rows=1, planted=planted)
+        assert err.value.field == "planted"  # type: ignore[attr-defined]
+    assert not (tmp_path / "out").exists()
+    assert a_file.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--files", "0", "--big-gb", "inf"], "--big-gb: must be between 0 and 1024 (got inf)"),
+        (["--files", "0", "--big-gb", "1e400"], "--big-gb: must be between 0 and 1024 (got inf)"),
+        (
+            ["--files", "0", "--big-gb", "1", "--big-row-kb", "1e400"],
+            "--big-row-kb: must be between 0 and 4096",
+        ),
+        (["--big-gb", "0.000001", "--big-row-kb", "1e12"], "--big-row-kb: must be between 0 and 4096"),
+        (["--big-gb", "0.000001", "--big-row-kb", "8"], "--big-row-kb: a row of 8 KB would be bigger"),
+        (["--files", "100000000000"], "--files: must be between 0 and 1000000 (got 100000000000)"),
+        (["--rows", "1000000000"], "--rows: must be between 0 and 100000000"),
+        (["--seed", "99999999999999999999"], "--seed: must be between"),
+    ],
+)
+def test_cli_bad_numbers_exit_2_naming_the_flag(tmp_path: Path, args: list[str], message: str) -> None:
+    bad = CliRunner().invoke(_generate_app(), ["generate", str(tmp_path / "out"), *args])
+    assert bad.exit_code == 2 and message in bad.stderr, bad.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_out_dir_that_cannot_be_a_directory_exits_2_naming_it(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    bad = CliRunner().invoke(_generate_app(), ["generate", str(a_file / "x"), "--files", "1"])
+    assert bad.exit_code == 2 and "OUT_DIR: cannot create the directory" in bad.stderr, bad.stderr
+    bad = CliRunner().invoke(_generate_app(), ["generate", str(tmp_path / "o"), "--planted", str(tmp_path)])
+    assert bad.exit_code == 2 and "--planted: is a directory" in bad.stderr, bad.stderr
+
+
+def _generate_app() -> typer.Typer:
+    from dbembed.cli.generate import register
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    return app
 
 
 def test_missing_faker_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -126,6 +126,18 @@ def test_invalid_cron_is_a_usage_error() -> None:
         with pytest.raises(UsageError, match=r"^cron: .*\(got ") as err:
             parse_cron(bad)
         assert err.value.field == "cron"  # type: ignore[attr-defined]  # the CLI names it --cron
+    with pytest.raises(UsageError, match=r"^cron: never fires: .*\(got '0 2 30 2 \*'\)"):
+        parse_cron("0 2 30 2 *")  # February 30
+    parse_cron("0 0 29 2 *")  # leap days fire
+
+
+def test_cli_cron_that_never_fires_exits_2_naming_it() -> None:
+    from typer.testing import CliRunner
+
+    from dbembed.cli.main import app
+
+    bad = CliRunner().invoke(app, ["schedule", "/data", "--cron", "0 2 30 2 *"])
+    assert bad.exit_code == 2 and "--cron: never fires" in bad.stderr, bad.stderr
 
 
 def test_cli_once_skips_when_locked_and_needs_cron_otherwise(

@@ -18,8 +18,8 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def generate_cmd(
     out_dir: Annotated[Path, typer.Argument(help="Directory to write the SQLite files under.")],
-    files: Annotated[int, typer.Option("--files", help="Number of load-test databases.")] = 10,
-    rows: Annotated[int, typer.Option("--rows", help="Rows per database (spread over its tables).")] = 1000,
+    files: Annotated[int, typer.Option("--files", help="Number of load-test databases (0 to 1,000,000).")] = 10,
+    rows: Annotated[int, typer.Option("--rows", help="Rows per database, spread over its tables (0 to 100,000,000).")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same row contents.")] = 0,
     ja_share: Annotated[float, typer.Option("--ja-share", help="Share of rows in Japanese.")] = 0.3,
     dup_share: Annotated[float, typer.Option("--dup-share", help="Share of rows repeating a payload.")] = 0.3,
@@ -38,8 +38,8 @@ def generate_cmd(
     planted: Annotated[
         Path | None, typer.Option("--planted", help="Write planted query/row pairs as JSON here.")
     ] = None,
-    big_gb: Annotated[float, typer.Option("--big-gb", help="Also write one large file of ~X GB.")] = 0.0,
-    big_row_kb: Annotated[float, typer.Option("--big-row-kb", help="Row size in the large file.")] = 8.0,
+    big_gb: Annotated[float, typer.Option("--big-gb", help="Also write one large file of ~X GB (0 to 1024).")] = 0.0,
+    big_row_kb: Annotated[float, typer.Option("--big-row-kb", help="Row size in KB in the large file (0 to 4096, at most the file).")] = 8.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Write realistic SQLite load-test files (chat, orders, support, catalog) under OUT_DIR."""

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbembed.errors import InvalidInput, echo
+from dbembed.errors import InvalidInput, echo, in_range
 from dbembed.generate.files import (
     FileInfo,
     PlantedRow,
@@ -36,6 +36,13 @@ SCHEMA_ORDER = ("support", "orders", "chat", "catalog")
 ENVS = ("staging", "perf", "replay")
 SUFFIXES = (".db", ".db", ".sqlite", ".sqlite3")
 BAD_KINDS = ("truncated", "not_sqlite", "empty", "corrupt")
+
+# Upper bounds no load test needs to exceed (named in `dbembed generate --help` and generate()'s docstring).
+MAX_FILES = 1_000_000
+MAX_ROWS = 100_000_000  # per database
+MAX_BIG_GB = 1024.0
+MAX_BIG_ROW_KB = 4096.0  # rows of the big file cut their blob from a 4 MiB buffer
+SEED_RANGE = (-(2**63), 2**63 - 1)
 
 
 @dataclass
@@ -93,6 +100,50 @@ def planted_records(out_dir: Path, planted: list[PlantedRow]) -> list[dict[str, 
     ]
 
 
+def _number(what: str, value: object, low: float, high: float) -> float:
+    """``value`` when it is a finite number (not a bool) in ``low..high``, else ``InvalidInput``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise InvalidInput(f"{what}: must be between {low:g} and {high:g} (got {echo(value)})", what)
+    return float(value)
+
+
+def _check_options(
+    *, big_gb: float, big_row_kb: float, big_dup_share: float | None, **values: object
+) -> None:
+    """Refuse (``InvalidInput`` naming the parameter) a value that is not finite, out of its bounds,
+    or a big-file row bigger than the whole big file."""
+    in_range("files", values["files"], 0, MAX_FILES)
+    in_range("rows", values["rows"], 0, MAX_ROWS)
+    in_range("seed", values["seed"], *SEED_RANGE)
+    shares = {name: values[name] for name in ("ja_share", "dup_share", "wal_share")}
+    if big_dup_share is not None:
+        shares["big_dup_share"] = big_dup_share
+    for name, share in shares.items():
+        _number(name, share, 0.0, 1.0)
+    _number("big_gb", big_gb, 0.0, MAX_BIG_GB)
+    _number("big_row_kb", big_row_kb, 0.0, MAX_BIG_ROW_KB)
+    if big_gb > 0 and big_row_kb * 1024 > big_gb * (1 << 30):
+        raise InvalidInput(
+            f"big_row_kb: a row of {big_row_kb:g} KB would be bigger than the whole big file"
+            f" ({big_gb * (1 << 20):g} KB)",
+            "big_row_kb",
+        )
+
+
+def _make_dir(what: str, path: Path, shown: Path | None = None) -> Path:
+    """``path`` made a directory (with its parents), else ``InvalidInput`` about parameter ``what``
+    (a file in the way, no permission, a read-only file system)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        where = "" if shown is None else f" for {echo(str(shown))}"
+        raise InvalidInput(
+            f"{what}: cannot create the directory {echo(str(path))}{where} ({reason})", what
+        ) from None
+    return path
+
+
 def generate(
     out_dir: Path | str,
     *,
@@ -113,16 +164,25 @@ def generate(
 
     Files are assigned schemas round-robin (support, orders, chat, catalog), so any
     ``files >= 4`` covers all four; the ~20 planted rows go to files of their schema.
+
+    Bounds: ``files`` 0..1,000,000, ``rows`` 0..100,000,000 per database, shares 0..1,
+    ``big_gb`` 0..1024 (GB, 0 = no big file), ``big_row_kb`` 0..4096 (KB) and at most the big
+    file's size, ``seed`` a signed 64-bit integer.  Raises ``InvalidInput`` naming the parameter
+    for a value out of bounds (or not a finite number), and for an ``out_dir`` or ``planted``
+    path that cannot be made (a file in the way, no permission); nothing is written then.
     """
-    for name, share in (("ja_share", ja_share), ("dup_share", dup_share), ("wal_share", wal_share)):
-        if not 0.0 <= share <= 1.0:
-            raise InvalidInput(f"{name}: must be between 0 and 1 (got {echo(share)})", name)
-    for name, size in (("files", files), ("rows", rows), ("big_gb", big_gb)):
-        if not size >= 0:
-            raise InvalidInput(f"{name}: must not be negative (got {echo(size)})", name)
+    _check_options(
+        files=files, rows=rows, seed=seed, ja_share=ja_share, dup_share=dup_share, wal_share=wal_share,
+        big_gb=big_gb, big_row_kb=big_row_kb, big_dup_share=big_dup_share,
+    )  # fmt: skip
     started = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if planted is not None:
+        if Path(planted).is_dir():
+            raise InvalidInput(
+                f"planted: is a directory, give a file name (got {echo(str(planted))})", "planted"
+            )
+        _make_dir("planted", Path(planted).parent, shown=Path(planted))
+    out = _make_dir("out_dir", Path(out_dir))
     pool = get_pool(seed)
     layout = random.Random(f"layout:{seed}")
     wal_files = set(layout.sample(range(files), round(files * wal_share)))
@@ -162,7 +222,6 @@ def generate(
         )  # fmt: skip
     report.planted = planted_records(out, all_planted)
     if planted is not None:
-        Path(planted).parent.mkdir(parents=True, exist_ok=True)
         Path(planted).write_text(
             json.dumps(report.planted, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )

@@ -116,9 +116,10 @@ def locked_run(roots: Sequence[str], settings: Settings, run_fn: RunFn) -> Outco
 
 
 def parse_cron(expr: str) -> Any:
-    """Validate a 5-field cron expression (UTC); raise ``InvalidInput`` (field ``cron``) with the reason."""
+    """Validate a 5-field cron expression (UTC) that fires at least once from now on; raise
+    ``InvalidInput`` (field ``cron``) with the reason (``never fires`` for ``0 2 30 2 *``)."""
     try:
-        from croniter import croniter
+        from croniter import CroniterBadDateError, croniter
     except ImportError as exc:
         raise UsageError("dbembed schedule needs croniter: pip install 'dbembed[schedule]'") from exc
     if len(expr.split()) != 5:
@@ -127,6 +128,12 @@ def parse_cron(expr: str) -> Any:
         )
     if not croniter.is_valid(expr):
         raise InvalidInput(f"cron: not a valid cron expression (got {echo(expr)})", "cron")
+    try:
+        croniter(expr, datetime.now(UTC)).get_next(float)
+    except CroniterBadDateError:
+        raise InvalidInput(
+            f"cron: never fires: no date matches it, e.g. February 30 (got {echo(expr)})", "cron"
+        ) from None
     return croniter
 
 
