@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import sys
@@ -230,6 +231,19 @@ def test_largest_big_row_that_fits_is_written(tmp_path: Path) -> None:
     report = generate(tmp_path, files=0, big_gb=4096 / (1 << 20), big_row_kb=4096)
     (big,) = report.files
     assert big.rows == 1 and (tmp_path / big.path).stat().st_size > 4096 * 1024
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere")
+def test_read_only_out_dir_names_the_parameter(tmp_path: Path) -> None:
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        with pytest.raises(UsageError, match=r"^out_dir: cannot write in the directory .*no permission"):
+            generate(out, files=1, rows=1)
+    finally:
+        out.chmod(0o700)
+    assert list(out.iterdir()) == []
 
 
 def test_paths_that_cannot_be_directories_name_the_parameter(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ Layout of OUT_DIR: ``<env>/[<date>/][run-NNNN/[node-N/]]<app>[-NNNN].{db,sqlite,
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -141,6 +142,8 @@ def _make_dir(what: str, path: Path, shown: Path | None = None) -> Path:
         raise InvalidInput(
             f"{what}: cannot create the directory {echo(str(path))}{where} ({reason})", what
         ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InvalidInput(f"{what}: cannot write in the directory {echo(str(path))} (no permission)", what)
     return path
 
 
