@@ -251,7 +251,7 @@ def test_every_old_flat_setting_still_has_its_name() -> None:
         "precision", "concurrency", "max_retries", "request_timeout_s", "retry_backoff_s",
         "retry_backoff_max_s", "bedrock_endpoint_url", "openai_base_url", "openai_api_key_env",
         "query_prefix", "document_prefix", "workers", "embed_cache", "lease_s", "synchronous_commit",
-        "sidecar", "keep_missing", "log_format", "log_level", "emf", "metrics_namespace", "metrics_file",
+        "sidecar", "keep_missing", "allow_empty_root", "log_format", "log_level", "emf", "metrics_namespace", "metrics_file",
         "host", "port", "max_k", "max_page_size", "max_request_bytes", "max_text_chars", "chat_tables",
         "chat_sync_batch", "chat_summarizer", "chat_summarizer_base_url", "chat_summarizer_api_key_env",
         "chat_summary_max_chars", "api_db_pool_size",

@@ -48,6 +48,13 @@ SidecarOpt = Annotated[
     bool | None, typer.Option("--sidecar/--no-sidecar", help="Write <file>.embedding_metadata.json.")
 ]
 KeepMissingOpt = Annotated[bool | None, typer.Option("--keep-missing", help="Keep chunks of vanished files.")]
+AllowEmptyRootOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--allow-empty-root",
+        help="A root where no file matches drops what was indexed under it (default: kept, with a note).",
+    ),
+]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not reuse stored vectors (benchmarking).")]
 VectorTypeOpt = Annotated[str | None, typer.Option("--vector-type", help="halfvec (default) or vector.")]
 DryRunOpt = Annotated[
@@ -79,7 +86,7 @@ RUN_FLAGS: FlagTable = {
     "dimensions": "dimensions", "workers": "workers", "settle": "settle_s", "include": "include",
     "exclude": "exclude", "views": "include_views", "document_format": "document_format", "verify": "verify",
     "sidecar": "sidecar",
-    "keep_missing": "keep_missing", "no_cache": ("embed_cache", lambda on: False if on else None),
+    "keep_missing": "keep_missing", "allow_empty_root": "allow_empty_root", "no_cache": ("embed_cache", lambda on: False if on else None),
     "vector_type": "vector_type", "s3_metadata": "s3_metadata", "log_format": "log_format", "emf": "emf",
     "metrics_file": "metrics_file", "force": "force", "device": "device", "backend": "backend",
     "precision": "precision",
@@ -104,7 +111,8 @@ def run_cmd(
     model: ModelOpt = None, collection: CollectionOpt = None, dimensions: DimensionsOpt = None,
     workers: WorkersOpt = None, settle: SettleOpt = None, include: IncludeOpt = None, exclude: ExcludeOpt = None,
     views: ViewsOpt = None, document_format: DocumentFormatOpt = None, verify: VerifyOpt = None,
-    sidecar: SidecarOpt = None, keep_missing: KeepMissingOpt = None, no_cache: NoCacheOpt = False,
+    sidecar: SidecarOpt = None, keep_missing: KeepMissingOpt = None, allow_empty_root: AllowEmptyRootOpt = None,
+    no_cache: NoCacheOpt = False,
     vector_type: VectorTypeOpt = None,
     dry_run: DryRunOpt = False, s3_metadata: S3MetadataOpt = None, log_format: LogFormatOpt = None,
     emf: EmfOpt = None, metrics_file: MetricsFileOpt = None, force: ForceOpt = None, device: DeviceOpt = None,

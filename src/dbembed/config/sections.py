@@ -128,6 +128,13 @@ class SourcesSettings(_DataDir):
 
     include: list[str] = Field(default_factory=lambda: ["*.db", "*.sqlite", "*.sqlite3"])
     exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _check_patterns(cls, v: list[str]) -> list[str]:
+        if any(not p.strip() for p in v):
+            raise ValueError("an empty pattern matches no file; give a glob such as '*.db'")
+        return v
     settle_s: Annotated[float, Field(ge=0, le=MAX_SECONDS)] = 60.0
     verify: bool = False  # confirm unchanged size/mtime with a content hash
     s3_endpoint_url: str | None = None  # S3-compatible endpoint (MinIO, moto); default: AWS
@@ -206,6 +213,9 @@ class RunSettings(Section):
     synchronous_commit: bool = False
     sidecar: bool = True
     keep_missing: bool = False  # keep chunks of vanished files (status "missing") instead of deleting
+    # A root where nothing matches (an unmounted volume, a wrong --include) keeps what was indexed under
+    # it; on: such a root's files are treated as vanished like any other.
+    allow_empty_root: bool = False
     log_format: str = "text"  # "text" (human) or "json" (one object per line, for CloudWatch Logs)
     log_level: str | None = None  # default: INFO for json logs, WARNING for text
     emf: bool = False  # print CloudWatch Embedded Metric Format lines for each run

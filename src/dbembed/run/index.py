@@ -272,7 +272,9 @@ def _run(
     from dbembed.run.worker import WorkerTotals, worker_loop
     from dbembed.store.collections import check_compatible, ensure_hnsw
 
-    found, missing = queue_work(conn, settings, coll, root_list)
+    found, missing, kept = queue_work(conn, settings, coll, root_list)
+    for root, n in kept:
+        log.warning("%s: nothing matched, but %d file(s) were indexed there: kept (see the run's notes)", root, n)
     queued = _count(conn, coll.id, root_list, ("queued", "leased"))
     if on_start is not None:
         on_start(queued)
@@ -318,7 +320,11 @@ def _run(
     summary.hnsw_built = hnsw_built
     from dbembed.run.explain import skip_notes
 
-    summary.notes = skip_notes(summary, settings.sources.settle_s, settings.sources.verify)
+    summary.notes = skip_notes(summary, settings.sources.settle_s, settings.sources.verify) + [
+        f"{root}: no file matched, but {n:,} file(s) indexed there were kept, not removed (an unmounted"
+        " volume or a wrong --include?); if they are really gone, run again with --allow-empty-root"
+        for root, n in kept
+    ]
     if summary.files_failed or bad_children:
         summary.status = "partial"
     run_store.finish_run(

@@ -229,8 +229,12 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
                 except SourceError as exc:
                     n["files_unreadable"] += 1
                     planner.unreadable.append(Unreadable(f.path, str(exc).splitlines()[0]))
+        # a root where nothing matched keeps its files (as the run does) unless allow_empty_root
+        kept_roots = () if settings.run.allow_empty_root else [
+            r for r in root_list if not any(p.startswith(r) for p in seen)
+        ]  # fmt: skip
         for path, k in known.items():
-            if path not in seen and k.status != "missing":
+            if path not in seen and k.status != "missing" and not any(path.startswith(r) for r in kept_roots):
                 n["files_deleted"] += 1
                 n["rows_deleted"] += int(k.rows or 0)
                 n["chunks_deleted"] += 0 if settings.run.keep_missing else int(k.chunks or 0)

@@ -24,41 +24,52 @@ UPSERT_BATCH = 2000
 
 def queue_work(
     conn: psycopg.Connection, settings: Settings, coll: Collection, root_list: list[str]
-) -> tuple[int, int]:
+) -> tuple[int, int, list[tuple[str, int]]]:
     """Discover the roots and bring the queue up to date (changed settings, rejected chunks,
-    ``--verify``, ``--force``, vanished files); returns (files found, files gone missing)."""
+    ``--verify``, ``--force``, vanished files); returns (files found, files gone missing, kept):
+    ``kept`` lists (root, files) for roots where nothing matched although files were indexed there
+    (an unmounted volume, a wrong ``--include``): their files are kept unless ``allow_empty_root``."""
     since = run_store.clock(conn)
-    found = _discover_and_queue(conn, coll, root_list, settings)
+    found, roots_seen = _discover_and_queue(conn, coll, root_list, settings)
     source_store.requeue_stale_settings(conn, coll.id, root_list, read_fingerprint(settings))
     rejection_store.requeue_rejected_chunks(conn, coll.id, root_list)
     if settings.sources.verify:
         _verify(conn, coll, root_list)
     if settings.run.force:
         source_store.requeue_under(conn, coll.id, root_list)
-    missing = _handle_vanished(conn, coll, root_list, since, settings.run.keep_missing)
-    return found, missing
+    empty = [r for r in root_list if r not in roots_seen]
+    kept: list[tuple[str, int]] = []
+    if not settings.run.allow_empty_root:
+        kept = [(r, n) for r in empty if (n := len(source_store.vanished(conn, coll.id, [r], since)))]
+    pruned = [r for r in root_list if r not in {root for root, _ in kept}]
+    missing = _handle_vanished(conn, coll, pruned, since, settings.run.keep_missing) if pruned else 0
+    return found, missing, kept
 
 
 def _discover_and_queue(
     conn: psycopg.Connection, coll: Collection, roots: list[str], settings: Settings
-) -> int:
+) -> tuple[int, set[str]]:
+    """Upsert what discovery finds; returns (files found, the roots under which something was found)."""
     from dbembed.discover import discover
 
     cutoff = time.time() - settings.sources.settle_s
     batch: list[Any] = []
     found = 0
     seen: set[str] = set()  # overlapping roots (/data and /data/sub) must not list a file twice
+    roots_seen: set[str] = set()
     for f in discover(roots, settings.sources):
         if f.path in seen:
             continue
         seen.add(f.path)
+        if len(roots_seen) < len(roots):
+            roots_seen.update(r for r in roots if f.path.startswith(r))
         batch.append(f)
         if len(batch) >= UPSERT_BATCH:
             source_store.upsert_discovered(conn, coll.id, batch, cutoff)
             found += len(batch)
             batch = []
     source_store.upsert_discovered(conn, coll.id, batch, cutoff)
-    return found + len(batch)
+    return found + len(batch), roots_seen
 
 
 def _verify(conn: psycopg.Connection, coll: Collection, roots: list[str]) -> int:
