@@ -147,3 +147,83 @@ def test_http_search_chooses_the_collection_per_request(two: Any, minilm: Any, m
         assert res.status_code == 409 and STATIC in res.json()["error"] and "'pk'" in res.json()["error"]
         res = call(colection="pk")
         assert res.status_code == 422 and "colection" in res.json()["error"]
+
+
+def test_a_named_collection_wins_over_a_configured_model(
+    two: Any, minilm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``DBEMBED_MODEL`` / TOML ``model`` is the server's or process's default: a collection named
+    in the request or call is searched with its own model; only a model named with it conflicts."""
+    from dbembed.cli.main import app
+
+    configured = two.model_copy(update={"model": STATIC})
+    hits = Dbembed(configured, providers=NoLoading()).search("refund", k=1, collection="pk", mode="lexical")
+    assert hits and "refund" in hits[0].text
+    vec = Dbembed(configured, provider=minilm).search(PLANTED, k=1, collection="pk", mode="vector")
+    assert "refund" in vec[0].text
+    with _client(configured, minilm) as client:
+        res = client.get("/v1/search", params={"q": "refund", "k": 1, "collection": "pk"})
+        assert res.status_code == 200 and "refund" in res.json()["items"][0]["text"], res.text
+        res = client.get("/v1/search", params={"q": "refund", "collection": "pk", "model": STATIC})
+        assert res.status_code == 409 and "`model`" in res.json()["error"], res.text
+    monkeypatch.setenv("DBEMBED_MODEL", STATIC)
+    dbembed.service.default_providers.put(minilm)
+    url = two.database_url
+    ok = CliRunner().invoke(app, ["search", "refund", "--collection", "pk", "--database-url", url, "--mode", "lexical"])
+    assert ok.exit_code == 0 and "refund" in ok.stdout, ok.output
+    bad = CliRunner().invoke(
+        app, ["search", "refund", "--collection", "pk", "--model", STATIC, "--database-url", url, "--mode", "lexical"]
+    )
+    assert bad.exit_code == 2 and STATIC in bad.stderr, bad.output
+
+
+class Recorder(ProviderCache):
+    """A provider cache that records which model a run asked for, then stops the run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def get(self, settings: Any, spec: str | None = None) -> Any:
+        self.asked.append(spec or settings.model)
+        raise RuntimeError("stop here")
+
+
+def test_run_with_a_named_collection_and_no_model_uses_the_collections_model(
+    settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbembed.config import load_settings
+    from dbembed.store.collections import ensure_collection
+    from dbembed.store.connection import open_connection
+
+    monkeypatch.delenv("DBEMBED_MODEL", raising=False)
+    make_tree(tmp_path / "st", files=1, rows=2)
+    with open_connection(settings) as conn:
+        ensure_collection(conn, "st", STATIC, 256, settings.store)
+        conn.commit()
+    recorder = Recorder()
+    with pytest.raises(RuntimeError, match="stop here"):
+        Dbembed(settings.model_copy(update={"collection": "st"}), providers=recorder).index([tmp_path / "st"])
+    assert recorder.asked == [STATIC]
+    # A model from DBEMBED_MODEL that is not the collection's: refused, naming the variable.
+    monkeypatch.setenv("DBEMBED_MODEL", "local:all-MiniLM-L6-v2")
+    env = load_settings(database_url=settings.database_url, data_dir=settings.data_dir, collection="st")
+    with pytest.raises(CollectionMismatch, match="by DBEMBED_MODEL"):
+        Dbembed(env, providers=NoLoading()).index([tmp_path / "st"])
+
+
+def test_post_search_refuses_a_query_string(two: Any, minilm: Any) -> None:
+    with _client(two, minilm) as client:
+        res = client.post("/v1/search?collection=pk", json={"q": "refund", "k": 1, "mode": "lexical"})
+        assert res.status_code == 422, res.text
+        assert "query parameter collection" in res.json()["error"] and "JSON body" in res.json()["error"]
+
+
+def test_search_refuses_int8_like_run(two: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbembed.cli.main import app
+
+    monkeypatch.delenv("DBEMBED_MODEL", raising=False)
+    url = two.database_url
+    for cmd in (["search", "refund"], ["run", str(tmp_path / "pk"), "--dry-run"]):
+        res = CliRunner().invoke(app, [*cmd, "--precision", "int8", "--database-url", url])
+        assert res.exit_code != 0 and "precision int8 is not offered" in res.stderr, (cmd, res.output)

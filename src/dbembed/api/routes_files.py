@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from dbembed.api.auth import principal, state
-from dbembed.errors import in_range, named_as
+from dbembed.errors import InvalidParameter, echo, in_range, named_as
 
 router = APIRouter(prefix="/v1", tags=["files"], dependencies=[Depends(principal)])
 
@@ -70,7 +70,14 @@ def search_files(request: Request, params: Annotated[SearchRequest, Query()]) ->
 
 @router.post("/search")
 def search_files_post(request: Request, body: SearchRequest) -> dict[str, Any]:
-    """``GET /v1/search`` with the parameters as a JSON body (long queries)."""
+    """``GET /v1/search`` with the parameters as a JSON body (long queries); a query string is a 422,
+    never silently ignored."""
+    for name in request.query_params:
+        raise InvalidParameter(
+            f"query parameter {name}: POST /v1/search takes its parameters in the JSON body "
+            f"(got {echo(request.query_params[name])})",
+            name,
+        )
     with named_as(**{name: f"JSON field {name}" for name in SearchRequest.model_fields}, query="JSON field q"):
         return _search(request, body)
 

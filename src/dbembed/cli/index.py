@@ -223,11 +223,16 @@ def search_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Search the indexed rows by meaning and exact words: score, file, table, row and text."""
+    # --collection is this call's: a model from DBEMBED_MODEL or the TOML file does not overrule it,
+    # --model given with it must be its model.
+    per_call = collection is not None
     s = cli_settings(
-        config, database_url=database_url, data_dir=data_dir, model=model, collection=collection, backend=backend,
+        config, database_url=database_url, data_dir=data_dir, model=None if per_call else model, backend=backend,
         precision=precision,
     )  # fmt: skip
-    hits = Dbembed(s).search(query, k, file=file, table=table, exact=exact, mode=mode)
+    hits = Dbembed(s).search(
+        query, k, file=file, table=table, exact=exact, mode=mode, collection=collection, model=model if per_call else None
+    )  # fmt: skip
     if json_out:
         emit_json([h.as_dict() for h in hits])
         return

@@ -100,24 +100,6 @@ def open_collection(conn: psycopg.Connection, settings: Settings, provider: Embe
     return ensure_collection(conn, name, provider.model_id, provider.dimensions, settings.store)
 
 
-def _existing_collection(
-    conn: psycopg.Connection, settings: Settings, provider: EmbeddingProvider | None
-) -> Collection | None:
-    """The collection this run writes to, if it exists; found (and checked against the model id
-    and any ``--dimensions``) without loading the model (a given ``provider`` is the model).
-    Raises ``CollectionMismatch`` when it holds another model's vectors."""
-    from dbembed.embed.registry import expected_model_id
-    from dbembed.store.collections import check_requested, default_collection_name, get_collection
-
-    model_id = provider.model_id if provider is not None else expected_model_id(settings)
-    dims = provider.dimensions if provider is not None else settings.embed.dimensions
-    name = settings.store.collection or default_collection_name(model_id, settings.embed.dimensions)
-    coll = get_collection(conn, name)
-    if coll is not None:
-        check_requested(coll, model_id, dims)
-    return coll
-
-
 def _spawn_workers(
     settings: Settings, roots: list[str], coll: Collection, run_id: int, reports: ChildReports | None = None
 ) -> list[Any]:
@@ -186,6 +168,7 @@ def index(
     The model is loaded (``provider_factory``, default ``get_provider``) only after the roots
     and the database checked out, so a typo or an unreachable server fails in a moment."""
     from dbembed.embed.registry import get_provider
+    from dbembed.run.target import existing_collection
     from dbembed.run.worker import make_owner
     from dbembed.store.connection import open_connection
     from dbembed.store.dataapi import require_direct
@@ -197,7 +180,7 @@ def index(
     try:
         # The model is loaded only when there is work: a rerun over an unchanged tree costs a stat per
         # file and a few queries.  An existing collection of the same model id is found without it.
-        coll = _existing_collection(conn, settings, provider)
+        coll, settings = existing_collection(conn, settings, provider)
         if coll is None:
             provider = provider or (provider_factory or get_provider)(settings)
             coll = open_collection(conn, settings, provider)

@@ -235,33 +235,39 @@ class Dbembed(ChatOperations):
             )  # fmt: skip
 
     def _search_collection(self, conn: psycopg.Connection, collection: str | None, model: str | None) -> Any:
-        """The named collection (checked against a named model or dimensions: ``CollectionMismatch``),
-        else the named or configured model's; only when the user named neither a model nor a
-        collection, the only one there is.  Nothing is loaded.  Raises ``NotFound`` naming what was
-        asked for and listing the collections that exist; ``ConfigError`` for an unknown provider."""
+        """The collection named in this call (checked only against a model named in this call: a
+        model from the configuration never overrules it), else the configured collection (checked
+        against a configured model or dimensions: ``CollectionMismatch``), else the named or
+        configured model's; only when nothing names a model or a collection, the only one there is.
+        Nothing is loaded.  Raises ``NotFound`` naming what was asked for and listing the
+        collections that exist; ``ConfigError`` for an unknown provider or a refused runtime."""
         from dbembed.embed.registry import expected_model_id
+        from dbembed.run.target import check_runtime, model_source
 
         s = self.settings
+        try:
+            per_call = expected_model_id(s, model) if model else None
+        except ConfigError as exc:  # no such provider: the request names a model that has no index
+            raise NotFound(f"no index of model {echo(model)} ({exc}); indexed collections: {describe_collections(conn)}") from None
+        if collection:
+            coll = require_collection(conn, collection)
+            check_requested(coll, per_call, None, source="`model`")
+            return coll
+        check_runtime(s, model)
         named = {"model", "dimensions"} & s.embed.model_fields_set
         spec = model or s.model
-        try:
-            wanted = expected_model_id(s, spec) if model or "model" in named else None
-        except ConfigError as exc:  # no such provider: the request names a model that has no index
-            if not model:
-                raise
-            raise NotFound(f"no index of model {echo(model)} ({exc}); indexed collections: {describe_collections(conn)}") from None
+        wanted = per_call or (expected_model_id(s, spec) if "model" in named else None)
         dims = s.dimensions if "dimensions" in named else None
-        name = collection or (None if model else s.collection)  # a per-call model means its own collection
-        if name:
-            coll = require_collection(conn, name)
-            check_requested(coll, wanted, dims)
+        if s.collection and not model:  # a per-call model means its own collection
+            coll = require_collection(conn, s.collection)
+            check_requested(coll, wanted, dims, source=model_source(s))
             return coll
         model_id = wanted or expected_model_id(s, spec)
         default = default_collection_name(model_id, s.dimensions)
         existing = list_collections(conn)
         for coll in existing:
             if coll.name == default:
-                check_requested(coll, wanted, dims)
+                check_requested(coll, wanted, dims, source="`model`" if model else model_source(s))
                 return coll
         if len(existing) == 1 and not named and not model:
             return existing[0]  # the user named nothing and there is one index only: search it

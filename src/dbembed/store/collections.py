@@ -117,10 +117,13 @@ def check_compatible(coll: Collection, model: str, dimensions: int) -> None:
     check_same_space(f"collection {coll.name!r}", coll.model, coll.dimensions, model, dimensions)
 
 
-def check_requested(coll: Collection, model: str | None, dimensions: int | None) -> None:
+def check_requested(
+    coll: Collection, model: str | None, dimensions: int | None, *, source: str = "--model"
+) -> None:
     """Refuse a request that names ``model`` (a model id) or ``dimensions`` other than the ones
     ``coll`` records, before any model is loaded (``None``: not named, anything goes).  Raises
-    ``CollectionMismatch`` naming the collection, its model and dimensions and the requested ones."""
+    ``CollectionMismatch`` naming the collection, its model and dimensions, the requested ones and
+    ``source``, where the model was named (``--model``, ``DBEMBED_MODEL``, request field ``model``...)."""
     if (model is None or model == coll.model) and (dimensions is None or dimensions == coll.dimensions):
         return
     asked = " with ".join(
@@ -128,8 +131,8 @@ def check_requested(coll: Collection, model: str | None, dimensions: int | None)
     )
     raise CollectionMismatch(
         f"collection {coll.name!r} holds vectors of {coll.model} ({coll.dimensions} dimensions), but "
-        f"{asked} was requested; vectors of different models must not mix. Use --model {coll.model} "
-        f"(or leave the model out) for this collection, or --collection NAME for another one."
+        f"{asked} was requested (by {source}); vectors of different models must not mix. Set {source} to "
+        f"{coll.model} or leave it out for this collection, or name another collection."
     )
 
 
