@@ -146,8 +146,8 @@ def test_other_model_never_mixes_vectors(tmp_path: Path, settings, run) -> None:
     run([root], collection="shared")
     with psycopg.connect(settings.database_url) as conn:
         conn.execute("UPDATE dbembed.collections SET model = 'local:other-model' WHERE name = 'shared'")
-    with pytest.raises(CollectionMismatch, match="must not mix"):
-        run([root], collection="shared")
+    with pytest.raises(CollectionMismatch, match="must not mix"):  # a named model must be the collection's
+        run([root], collection="shared", model="local:all-MiniLM-L6-v2")
 
 
 def test_overlapping_roots_index_each_file_once(tmp_path: Path, settings, run) -> None:  # noqa: ANN001
