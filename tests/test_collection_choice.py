@@ -205,6 +205,8 @@ def test_run_with_a_named_collection_and_no_model_uses_the_collections_model(
     with pytest.raises(RuntimeError, match="stop here"):
         Dbembed(settings.model_copy(update={"collection": "st"}), providers=recorder).index([tmp_path / "st"])
     assert recorder.asked == [STATIC]
+    plan = Dbembed(settings.model_copy(update={"collection": "st"}), providers=NoLoading()).dry_run([tmp_path / "st"])
+    assert plan.collection == "st" and plan.files_new == 1
     # A model from DBEMBED_MODEL that is not the collection's: refused, naming the variable.
     monkeypatch.setenv("DBEMBED_MODEL", "local:all-MiniLM-L6-v2")
     env = load_settings(database_url=settings.database_url, data_dir=settings.data_dir, collection="st")

@@ -183,6 +183,23 @@ class Planner:
         n["rows_rejected"] += state.counts.get("row", 0)
 
 
+def _with_collection_model(settings: Settings) -> Settings:
+    """A named collection with no model named is planned with the model it records, as the run
+    does (``run.target.existing_collection``); a fresh database is only read, never created."""
+    from dbembed.embed.registry import expected_model_id
+    from dbembed.store.collections import get_collection
+    from dbembed.store.connection import connect
+    from dbembed.store.plan import schema_exists
+
+    if not settings.store.collection or {"model", "dimensions"} & settings.embed.model_fields_set:
+        return settings
+    with connect(settings, register_vector=False) as conn:
+        coll = get_collection(conn, settings.store.collection) if schema_exists(conn) else None
+    if coll is None or coll.model == expected_model_id(settings):
+        return settings
+    return settings.model_copy(update={"model": coll.model})
+
+
 def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
     """What ``dbembed run ROOTS`` would do now; see the module docstring.  Raises ``UsageError``
     for a bad root, ``DatabaseUnavailable`` when the index cannot be reached."""
@@ -191,6 +208,7 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
     from dbembed.errors import SourceError
     from dbembed.run.index import normalize_roots
     from dbembed.run.reading import read_fingerprint
+    from dbembed.run.target import model_source
     from dbembed.store.collections import check_requested, default_collection_name, get_collection
     from dbembed.store.connection import connect
     from dbembed.store.plan import known_hashes, known_sources, schema_exists, throughput_history
@@ -198,6 +216,7 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
 
     started = time.perf_counter()
     root_list = normalize_roots(roots)
+    settings = _with_collection_model(settings)
     profile = offline_profile(settings)
     # The chunker a run would use with the loaded provider (same limits, same tokenizer).
     chunker = make_chunker(settings.text, profile.tokenizer(), profile.max_tokens, profile.max_chars)
@@ -211,7 +230,7 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
             name = settings.store.collection or default_collection_name(profile.model_id, dims)
             coll = get_collection(conn, name)
             if coll is not None:  # the run would refuse another model's collection: so does its plan
-                check_requested(coll, profile.model_id, dims)
+                check_requested(coll, profile.model_id, dims, source=model_source(settings))
         known = known_sources(conn, coll.id, root_list) if coll is not None else {}
         cutoff, read_fp = time.time() - settings.sources.settle_s, read_fingerprint(settings)
         seen: set[str] = set()
