@@ -525,6 +525,10 @@ def test_a_database_url_of_another_database_is_refused_naming_the_flag_without_i
     assert res.exit_code == 2, res.output
     assert "invalid setting --database-url: scheme 'mysql' is not PostgreSQL" in res.stderr, res.stderr
     assert "s3cret" not in res.stderr and "bob:****@" in res.stderr
+    for url, shown in (("mysql://bob:s3c@ret@db.example/app", "mysql://bob:****@db.example/app"),
+                       ("bob:s3cret@db.example/app", "****@db.example/app")):  # libpq cannot parse it
+        res = CliRunner().invoke(app, ["status", "--database-url", url])
+        assert res.exit_code == 2 and shown in res.stderr and "s3c" not in res.stderr, res.stderr
     from dbembed.config import load_settings
 
     for ok in ("postgresql://u@h/db", "postgres://h/db", "host=h dbname=db", "rds-data://arn:x/db?secret_arn=y"):
@@ -548,3 +552,12 @@ def test_a_misspelled_environment_variable_is_reported_once(monkeypatch, caplog)
     assert warned == ["environment variable DBEMBED_WORKRS is not a dbembed setting and is ignored"
                       " (did you mean DBEMBED_WORKERS?)"]  # fmt: skip
     assert not [r for r in caplog.records if "CACHE_DIR" in r.getMessage()]
+
+
+def test_mask_url_hides_every_form_of_password() -> None:
+    from dbembed.errors import mask_url
+
+    assert mask_url("postgresql://bob:s3c@r/et@db.example:5432/app") == "postgresql://bob:****@db.example:5432/app"
+    assert mask_url("bob:s3cret@db.example/app") == "****@db.example/app"
+    assert mask_url("host=h password=s3cret dbname=x") == "host=h password=**** dbname=x"
+    assert mask_url("postgresql://db.example/app") == "postgresql://db.example/app"

@@ -278,6 +278,11 @@ def mask_url(url: str) -> str:
     """Hide the password in a PostgreSQL URL or conninfo string for messages and logs."""
     import re
 
-    masked = re.sub(r"(://[^:/@]+:)([^@]*)(@)", r"\1****\3", url)
+    if "://" in url:  # greedy to the last "@": a password may itself hold "@"
+        masked = re.sub(r"(://[^:/@]+:).*@", r"\1****@", url)
+    elif "=" not in url and "@" in url:  # user:password@host/db without a scheme
+        masked = "****@" + url.rsplit("@", 1)[1]
+    else:
+        masked = url
     masked = re.sub(r"(password\s*=\s*)(\S+)", r"\1****", masked, flags=re.IGNORECASE)
     return masked

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbembed.config import ApiSettings, Settings, StoreSettings
-from dbembed.errors import DatabaseUnavailable, mask_url
+from dbembed.errors import ConfigError, DatabaseUnavailable, mask_url
 from dbembed.store.wait_for_server import connect_with_retry
 
 if TYPE_CHECKING:
@@ -118,6 +118,11 @@ def connect(
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {mask_url(info)}: {first}") from exc
+    except psycopg.ProgrammingError as exc:  # libpq could not parse it: a setting at fault, not the server
+        raise ConfigError(
+            f"database_url: not a PostgreSQL URL or libpq string (got {mask_url(info)!r}); use"
+            " postgresql://USER@HOST:PORT/DB or host=... dbname=..."
+        ) from exc
     if register_vector:
         try_register_vector(conn)
     return conn
