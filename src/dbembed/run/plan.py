@@ -208,6 +208,7 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
     from dbembed.errors import SourceError
     from dbembed.run.index import normalize_roots
     from dbembed.run.reading import read_fingerprint
+    from dbembed.run.rescan import note_root
     from dbembed.run.target import model_source
     from dbembed.store.collections import check_requested, default_collection_name, get_collection
     from dbembed.store.connection import connect
@@ -234,10 +235,12 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
         known = known_sources(conn, coll.id, root_list) if coll is not None else {}
         cutoff, read_fp = time.time() - settings.sources.settle_s, read_fingerprint(settings)
         seen: set[str] = set()
+        roots_seen: set[str] = set()
         for f in discover(root_list, settings.sources):
             if f.path in seen:
                 continue
             seen.add(f.path)
+            note_root(roots_seen, root_list, f.path)
             n["files"] += 1
             k = known.get(f.path)
             what = decide(k, f, cutoff, settings, read_fp)
@@ -249,9 +252,7 @@ def plan_run(roots: Sequence[str | Path], settings: Settings) -> RunPlan:
                     n["files_unreadable"] += 1
                     planner.unreadable.append(Unreadable(f.path, str(exc).splitlines()[0]))
         # a root where nothing matched keeps its files (as the run does) unless allow_empty_root
-        kept_roots = () if settings.run.allow_empty_root else [
-            r for r in root_list if not any(p.startswith(r) for p in seen)
-        ]  # fmt: skip
+        kept_roots = () if settings.run.allow_empty_root else [r for r in root_list if r not in roots_seen]
         for path, k in known.items():
             if path not in seen and k.status != "missing" and not any(path.startswith(r) for r in kept_roots):
                 n["files_deleted"] += 1

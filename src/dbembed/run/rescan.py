@@ -46,6 +46,13 @@ def queue_work(
     return found, missing, kept
 
 
+def note_root(roots_seen: set[str], roots: list[str], path: str) -> None:
+    """Add to ``roots_seen`` the roots ``path`` lies under (a root where nothing matched keeps the
+    files indexed under it, see ``queue_work``); free once every root has been seen."""
+    if len(roots_seen) < len(roots):
+        roots_seen.update(r for r in roots if path.startswith(r))
+
+
 def _discover_and_queue(
     conn: psycopg.Connection, coll: Collection, roots: list[str], settings: Settings
 ) -> tuple[int, set[str]]:
@@ -61,8 +68,7 @@ def _discover_and_queue(
         if f.path in seen:
             continue
         seen.add(f.path)
-        if len(roots_seen) < len(roots):
-            roots_seen.update(r for r in roots if f.path.startswith(r))
+        note_root(roots_seen, roots, f.path)
         batch.append(f)
         if len(batch) >= UPSERT_BATCH:
             source_store.upsert_discovered(conn, coll.id, batch, cutoff)
